@@ -1,0 +1,107 @@
+/* engine/cli.c — the `vita` command line: global flags, subcommand dispatch, `vita info`.
+ * Commands whose machinery has not landed yet say so and exit 1 (SPEC.md: never silently
+ * ignore a request). Exit codes: 0 ok, 1 user error, 2 internal error, 75 preempted. */
+#include "cli.h"
+#include "check.h"
+#include "safetensors.h"
+#include "../models/vit.h"
+#include "../models/vit_weights.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char* USAGE =
+    "vita — fine-tune ViT foundation models on prostate MRI and measure feature alignment\n"
+    "\n"
+    "usage: vita COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  info FILE          what a weights file (safetensors) holds: tensors, shapes, model config\n"
+    "  phantom            synthetic mpMRI dataset            (not built yet)\n"
+    "  import             real data from NIfTI / MHA         (not built yet)\n"
+    "  pretrain           MAE / contrastive pretraining      (not built yet)\n"
+    "  train              fine-tune on one task              (not built yet)\n"
+    "  eval, predict      metrics / predictions per case     (not built yet)\n"
+    "  features           per-layer features to HDF5         (not built yet)\n"
+    "  mmd                MMD / CKA between feature sets     (not built yet)\n"
+    "  sweep, report      job-array sweeps and the paper's table (not built yet)\n"
+    "\n"
+    "global options: --help  --version  --device cpu|cuda|auto  --threads N  --quiet\n"
+    "exit codes: 0 ok, 1 user error, 2 internal error, 75 preempted (checkpointed, requeue)\n";
+
+static int cmd_info(int argc, char** argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
+        printf("usage: vita info FILE.safetensors\n"
+               "  lists tensors (name, dtype, shape), metadata, and the model config if present\n");
+        return argc < 2 ? VITA_EXIT_USER : 0;
+    }
+    const char* path = argv[1];
+    size_t n = strlen(path);
+    if (n < 12 || strcmp(path + n - 12, ".safetensors")) {
+        fprintf(stderr, "vita: info %s: only .safetensors files are understood by this version "
+                "(datasets and logs arrive with the HDF5 reader)\n", path);
+        return VITA_EXIT_USER;
+    }
+    StFile f;
+    char err[512];
+    if (st_open(&f, path, err, sizeof err)) {
+        fprintf(stderr, "vita: %s\n", err);
+        return VITA_EXIT_USER;
+    }
+    static const char* dt[] = {"F32", "F16", "BF16"};
+    long long total = 0;
+    printf("%s: safetensors, %d tensors, %llu data bytes\n", path, f.n, (unsigned long long)f.data_len);
+    for (int i = 0; i < f.n; i++) {
+        const StTensor* t = &f.t[i];
+        char shape[128];
+        size_t k = snprintf(shape, sizeof shape, "[");
+        for (int d = 0; d < t->ndim && k < sizeof shape; d++)
+            k += snprintf(shape + k, sizeof shape - k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+        if (k < sizeof shape) snprintf(shape + k, sizeof shape - k, "]");
+        printf("  %-48s %-5s %s\n", t->name, dt[t->dtype], shape);
+        total += t->numel;
+    }
+    printf("parameters: %lld\n", total);
+    for (int i = 0; i < f.n_meta; i++) {
+        if (!strcmp(f.meta_key[i], "model")) continue;
+        printf("metadata %s: %s\n", f.meta_key[i], f.meta_val[i]);
+    }
+    const char* js = st_meta(&f, "model");
+    if (js) {
+        VitConfig cfg;
+        if (vit_config_from_json(&cfg, js, err, sizeof err))
+            printf("model config: unreadable (%s)\n", err);
+        else
+            printf("model: %s  %dD  img %dx%dx%d  patch %dx%dx%d  dim %d  depth %d  heads %d  "
+                   "registers %d  extra %d  pos %s\n",
+                   cfg.preset[0] ? cfg.preset : "custom", cfg.spatial_dims, cfg.img[0], cfg.img[1],
+                   cfg.img[2], cfg.patch[0], cfg.patch[1], cfg.patch[2], cfg.dim, cfg.depth,
+                   cfg.heads, cfg.num_registers, cfg.num_extra,
+                   cfg.pos_embed == VIT_POS_SINCOS ? "sincos" : "learned");
+    }
+    st_close(&f);
+    return 0;
+}
+
+int vita_main(int argc, char** argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(USAGE, stdout);
+        return argc < 2 ? VITA_EXIT_USER : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("vita %s\n", VITA_VERSION);
+        return 0;
+    }
+    const char* cmd = argv[1];
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    static const char* later[] = {"phantom", "import", "pretrain", "train", "eval", "predict",
+                                  "features", "mmd", "sweep", "report"};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+        if (!strcmp(cmd, later[i])) {
+            fprintf(stderr, "vita: '%s' is not built in this version yet (vita %s has the encoder, "
+                    "kernels and weights I/O); see README.md for what is available\n", cmd, VITA_VERSION);
+            return VITA_EXIT_USER;
+        }
+    fprintf(stderr, "vita: unknown command '%s'; run 'vita --help' for the list\n", cmd);
+    return VITA_EXIT_USER;
+}

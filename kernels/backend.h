@@ -1,0 +1,45 @@
+/* kernels/backend.h — a backend is a table of function pointers with the exact signatures
+ * of kernels/ops.h. VITA_OPS lists every op once; the table type, the CPU declarations and
+ * the CPU table are generated from it, so a signature is written only in ops.h. */
+#ifndef VITA_BACKEND_H
+#define VITA_BACKEND_H
+
+#include "ops.h"
+
+#define VITA_OPS(X)                                                                  \
+    X(patchify_forward) X(unpatchify_forward)                                         \
+    X(tokens_concat_forward) X(tokens_concat_backward)                                \
+    X(pos_embed_add_forward) X(pos_embed_add_backward)                                \
+    X(pos_resample_forward) X(pos_resample_backward)                                  \
+    X(layernorm_forward) X(layernorm_backward)                                        \
+    X(linear_forward) X(linear_backward)                                              \
+    X(attention_forward) X(attention_backward)                                        \
+    X(gelu_forward) X(gelu_backward) X(add_forward)                                   \
+    X(layerscale_forward) X(layerscale_backward) X(drop_path_forward) X(scale_inplace) \
+    X(meanpool_forward) X(meanpool_backward)                                          \
+    X(crossentropy_forward) X(crossentropy_backward)                                  \
+    X(adamw_update) X(sumsq)
+
+struct Backend {
+    const char* name;
+    int  (*open)(Ctx* c);
+    void (*close)(Ctx* c);
+    void* (*alloc)(Ctx* c, size_t bytes);
+    void (*free)(Ctx* c, void* p);
+    void (*zero)(Ctx* c, void* p, size_t bytes);
+    void (*h2d)(Ctx* c, void* dst, const void* src, size_t bytes);
+    void (*d2h)(Ctx* c, void* dst, const void* src, size_t bytes);
+    void (*d2d)(Ctx* c, void* dst, const void* src, size_t bytes);
+    void (*sync)(Ctx* c);
+#define VITA_OP_FIELD(name) __typeof__(name)* name;
+    VITA_OPS(VITA_OP_FIELD)
+#undef VITA_OP_FIELD
+};
+
+extern const Backend vita_cpu_backend;
+#ifdef VITA_CUDA
+extern const Backend vita_cuda_backend;
+int vita_cuda_device_count(void);
+#endif
+
+#endif

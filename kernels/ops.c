@@ -1,0 +1,125 @@
+/* kernels/ops.c — dispatch: each op of ops.h forwards to the context's backend table.
+ * Also context set-up and the memory/copy calls. */
+#include "backend.h"
+#include "../engine/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ctx_open(Ctx* c, const char* device, int threads, int deterministic) {
+    memset(c, 0, sizeof *c);
+    c->threads = threads;
+    c->deterministic = deterministic;
+    if (!device || !strcmp(device, "cpu")) {
+        c->be = &vita_cpu_backend;
+    } else if (!strcmp(device, "cuda") || !strcmp(device, "auto")) {
+#ifdef VITA_CUDA
+        if (vita_cuda_device_count() > 0) c->be = &vita_cuda_backend;
+#endif
+        if (!c->be) {
+            if (!strcmp(device, "cuda")) {
+                fprintf(stderr, "vita: --device cuda: no usable CUDA device (this build: %s); "
+                        "use --device cpu or auto\n",
+#ifdef VITA_CUDA
+                        "built with CUDA"
+#else
+                        "built without nvcc"
+#endif
+                );
+                return 1;
+            }
+            c->be = &vita_cpu_backend;
+        }
+    } else {
+        fprintf(stderr, "vita: --device '%s' is not one of cpu, cuda, auto\n", device);
+        return 1;
+    }
+    return c->be->open(c);
+}
+
+void ctx_close(Ctx* c) {
+    if (!c->be) return;
+    if (c->ws) c->be->free(c, c->ws);
+    c->be->close(c);
+    c->ws = NULL;
+    c->ws_bytes = 0;
+    c->be = NULL;
+}
+
+const char* ctx_device_name(const Ctx* c) { return c->be ? c->be->name : "none"; }
+
+void* ctx_workspace(Ctx* c, size_t bytes) {
+    if (bytes > c->ws_bytes) {
+        if (c->ws) c->be->free(c, c->ws);
+        c->ws = c->be->alloc(c, bytes);
+        c->ws_bytes = bytes;
+    }
+    return c->ws;
+}
+
+void* dev_alloc(Ctx* c, size_t bytes) { return c->be->alloc(c, bytes); }
+void dev_free(Ctx* c, void* p) { if (p) c->be->free(c, p); }
+void dev_zero(Ctx* c, void* p, size_t bytes) { c->be->zero(c, p, bytes); }
+void copy_h2d(Ctx* c, void* d, const void* s, size_t n) { c->be->h2d(c, d, s, n); }
+void copy_d2h(Ctx* c, void* d, const void* s, size_t n) { c->be->d2h(c, d, s, n); }
+void copy_d2d(Ctx* c, void* d, const void* s, size_t n) { c->be->d2d(c, d, s, n); }
+void dev_sync(Ctx* c) { c->be->sync(c); }
+
+/* One forwarding definition per op. The argument list is spelled once more here; the
+ * compiler checks it against ops.h through the table's __typeof__ fields. */
+#define FWD(name, params, args) void name params { c->be->name args; }
+
+FWD(patchify_forward, (Ctx* c, float* out, const float* img, int B, int C, int D, int H, int W,
+    int pd, int ph, int pw), (c, out, img, B, C, D, H, W, pd, ph, pw))
+FWD(unpatchify_forward, (Ctx* c, float* img, const float* patches, int B, int C, int D, int H,
+    int W, int pd, int ph, int pw), (c, img, patches, B, C, D, H, W, pd, ph, pw))
+FWD(tokens_concat_forward, (Ctx* c, float* out, const float* cls, const float* reg,
+    const float* extra, const float* patches, int B, int R, int E, int P, int C),
+    (c, out, cls, reg, extra, patches, B, R, E, P, C))
+FWD(tokens_concat_backward, (Ctx* c, float* dcls, float* dreg, float* dextra, float* dpatches,
+    const float* dout, int B, int R, int E, int P, int C),
+    (c, dcls, dreg, dextra, dpatches, dout, B, R, E, P, C))
+FWD(pos_embed_add_forward, (Ctx* c, float* x, const float* pos, int B, int T, int C, int t0,
+    int n, int p0), (c, x, pos, B, T, C, t0, n, p0))
+FWD(pos_embed_add_backward, (Ctx* c, float* dpos, const float* dx, int B, int T, int C, int t0,
+    int n, int p0), (c, dpos, dx, B, T, C, t0, n, p0))
+FWD(pos_resample_forward, (Ctx* c, float* out, const float* in, int C, int d0, int h0, int w0,
+    int d1, int h1, int w1, int mode), (c, out, in, C, d0, h0, w0, d1, h1, w1, mode))
+FWD(pos_resample_backward, (Ctx* c, float* din, const float* dout, int C, int d0, int h0,
+    int w0, int d1, int h1, int w1, int mode), (c, din, dout, C, d0, h0, w0, d1, h1, w1, mode))
+FWD(layernorm_forward, (Ctx* c, float* out, float* mean, float* rstd, const float* x,
+    const float* w, const float* b, int N, int C, float eps), (c, out, mean, rstd, x, w, b, N, C, eps))
+FWD(layernorm_backward, (Ctx* c, float* dx, float* dw, float* db, const float* dout,
+    const float* x, const float* w, const float* mean, const float* rstd, int N, int C),
+    (c, dx, dw, db, dout, x, w, mean, rstd, N, C))
+FWD(linear_forward, (Ctx* c, float* out, const float* x, const float* W, const float* bias,
+    int N, int IC, int OC), (c, out, x, W, bias, N, IC, OC))
+FWD(linear_backward, (Ctx* c, float* dx, float* dW, float* dbias, const float* dout,
+    const float* x, const float* W, int N, int IC, int OC), (c, dx, dW, dbias, dout, x, W, N, IC, OC))
+FWD(attention_forward, (Ctx* c, float* out, float* lse, const float* qkv, int B, int T, int H,
+    int hd), (c, out, lse, qkv, B, T, H, hd))
+FWD(attention_backward, (Ctx* c, float* dqkv, const float* dout, const float* qkv,
+    const float* out, const float* lse, int B, int T, int H, int hd),
+    (c, dqkv, dout, qkv, out, lse, B, T, H, hd))
+FWD(gelu_forward, (Ctx* c, float* out, const float* x, long n), (c, out, x, n))
+FWD(gelu_backward, (Ctx* c, float* dx, const float* dout, const float* x, long n), (c, dx, dout, x, n))
+FWD(add_forward, (Ctx* c, float* out, const float* a, const float* b, long n), (c, out, a, b, n))
+FWD(layerscale_forward, (Ctx* c, float* out, const float* x, const float* gamma, int N, int C),
+    (c, out, x, gamma, N, C))
+FWD(layerscale_backward, (Ctx* c, float* dx, float* dgamma, const float* dout, const float* x,
+    const float* gamma, int N, int C), (c, dx, dgamma, dout, x, gamma, N, C))
+FWD(drop_path_forward, (Ctx* c, float* out, const float* x, const float* scale, int B,
+    long per_sample), (c, out, x, scale, B, per_sample))
+FWD(scale_inplace, (Ctx* c, float* x, float s, long n), (c, x, s, n))
+FWD(meanpool_forward, (Ctx* c, float* out, const float* x, int B, int T, int C, int t0, int n),
+    (c, out, x, B, T, C, t0, n))
+FWD(meanpool_backward, (Ctx* c, float* dx, const float* dout, int B, int T, int C, int t0, int n),
+    (c, dx, dout, B, T, C, t0, n))
+FWD(crossentropy_forward, (Ctx* c, float* losses, const float* logits, const int32_t* targets,
+    int B, int V), (c, losses, logits, targets, B, V))
+FWD(crossentropy_backward, (Ctx* c, float* dlogits, const float* logits, const int32_t* targets,
+    const float* dlosses, int B, int V), (c, dlogits, logits, targets, dlosses, B, V))
+FWD(adamw_update, (Ctx* c, float* p, const float* g, float* m, float* v, long n, float lr,
+    float beta1, float beta2, float eps, float wd, int t), (c, p, g, m, v, n, lr, beta1, beta2, eps, wd, t))
+FWD(sumsq, (Ctx* c, double* out, const float* x, long n), (c, out, x, n))

@@ -1,0 +1,156 @@
+/* kernels/ops.h — the op interface: every op, forward and backward, as plain C.
+ *
+ * Every tensor pointer here is a DEVICE pointer of the backend in use (host memory for the
+ * CPU backend, GPU memory for CUDA). Model and engine code reach tensor memory only through
+ * these ops and the explicit copies at the bottom of this file.
+ *
+ * Layouts (row-major, fp32 unless said otherwise):
+ *   image      [B, C, D, H, W]           2D images have D = 1 (and pd = 1)
+ *   tokens     [B, T, C]                 one row per token; "N" below means B*T rows
+ *   qkv        [B, T, 3*C]               timm order: (3, heads, head_dim) inside each row
+ *   linear W   [OC, IC]                  PyTorch nn.Linear layout, y = x W^T + b
+ *   pos grid   [gd, gh, gw, C]           one row per grid cell, z-major
+ *
+ * Gradient conventions (one rule, everywhere):
+ *   - gradients of INPUTS/activations are written (overwrite, =); a NULL pointer skips them;
+ *   - gradients of PARAMETERS are accumulated (+=), so that micro-batches can accumulate
+ *     and the engine zeroes the gradient buffer once per optimizer step.
+ * Ops never allocate in the hot path; scratch comes from the context's workspace, which grows
+ * on first use and is then reused.
+ */
+#ifndef VITA_OPS_H
+#define VITA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Backend Backend;
+
+typedef struct Ctx {
+    const Backend* be;   /* function table of the backend in use */
+    int threads;         /* worker threads for the CPU backend (OpenMP + OpenBLAS) */
+    int deterministic;   /* 1: fixed reduction orders, results independent of thread count */
+    void* ws;            /* workspace (device memory), grown by ctx_workspace() */
+    size_t ws_bytes;
+    void* impl;          /* backend-private state (streams, handles) */
+} Ctx;
+
+/* ---- context and memory --------------------------------------------------------------- */
+/* Opens a context on "cpu" (always built) or "cuda" (when compiled with nvcc); "auto" picks
+ * cuda when a GPU is present. Returns 0 on success, prints a one-line reason otherwise. */
+int   ctx_open(Ctx* c, const char* device, int threads, int deterministic);
+void  ctx_close(Ctx* c);
+const char* ctx_device_name(const Ctx* c);
+void* ctx_workspace(Ctx* c, size_t bytes);           /* grows, never shrinks */
+
+void* dev_alloc(Ctx* c, size_t bytes);               /* zero-filled; aborts with a hint on OOM */
+void  dev_free(Ctx* c, void* p);
+void  dev_zero(Ctx* c, void* p, size_t bytes);
+void  copy_h2d(Ctx* c, void* dst, const void* src, size_t bytes);
+void  copy_d2h(Ctx* c, void* dst, const void* src, size_t bytes);
+void  copy_d2d(Ctx* c, void* dst, const void* src, size_t bytes);
+void  dev_sync(Ctx* c);
+
+/* ---- patch embedding: image <-> patch rows --------------------------------------------
+ * patchify: out [B, P, C*pd*ph*pw], P = (D/pd)(H/ph)(W/pw) patches in (z, y, x) raster order;
+ * inside a row the order is (c, dz, dy, dx), which is the flattened Conv3d/Conv2d weight
+ * [dim, C, pd, ph, pw], so patch embedding = patchify + linear. D, H, W must be multiples of
+ * the patch. unpatchify is the exact inverse; each is the other's backward. */
+void patchify_forward(Ctx* c, float* out, const float* img,
+                      int B, int C, int D, int H, int W, int pd, int ph, int pw);
+void unpatchify_forward(Ctx* c, float* img, const float* patches,
+                        int B, int C, int D, int H, int W, int pd, int ph, int pw);
+
+/* ---- token concat: [cls | registers | extra | patches] --------------------------------
+ * out [B, T, C], T = ncls + R + E + P with ncls = (cls != NULL). cls [C], reg [R, C] are
+ * parameters shared by the batch; extra [E, B, C] is per image, token-major so that each
+ * extra token's linear writes one contiguous block; patches [B, P, C].
+ * backward: dcls, dreg accumulate (parameters); dextra, dpatches overwrite. NULL skips. */
+void tokens_concat_forward(Ctx* c, float* out, const float* cls, const float* reg,
+                           const float* extra, const float* patches,
+                           int B, int R, int E, int P, int C);
+void tokens_concat_backward(Ctx* c, float* dcls, float* dreg, float* dextra, float* dpatches,
+                            const float* dout, int B, int R, int E, int P, int C);
+
+/* ---- positional embedding -------------------------------------------------------------
+ * In place: x[b, t0+i, :] += pos[p0+i, :] for i < n, every b. x is [B, T, C].
+ * backward: dpos[p0+i, :] += sum_b dx[b, t0+i, :]. */
+void pos_embed_add_forward(Ctx* c, float* x, const float* pos,
+                           int B, int T, int C, int t0, int n, int p0);
+void pos_embed_add_backward(Ctx* c, float* dpos, const float* dx,
+                            int B, int T, int C, int t0, int n, int p0);
+
+/* Resample a grid of embeddings [d0,h0,w0,C] -> [d1,h1,w1,C], align_corners = false.
+ * POS_BICUBIC: 2D only (d0 = d1 = 1), cubic convolution a = -0.75 with clamped borders, as
+ * torch.nn.functional.interpolate(mode="bicubic") used by timm and DINOv2 (no antialias).
+ * POS_TRILINEAR: 3D, as interpolate(mode="trilinear"). backward overwrites din. */
+enum { POS_BICUBIC = 0, POS_TRILINEAR = 1 };
+void pos_resample_forward(Ctx* c, float* out, const float* in, int C,
+                          int d0, int h0, int w0, int d1, int h1, int w1, int mode);
+void pos_resample_backward(Ctx* c, float* din, const float* dout, int C,
+                           int d0, int h0, int w0, int d1, int h1, int w1, int mode);
+
+/* ---- layernorm over the last axis: x [N, C]; mean, rstd [N] saved for backward -------- */
+void layernorm_forward(Ctx* c, float* out, float* mean, float* rstd,
+                       const float* x, const float* w, const float* b, int N, int C, float eps);
+void layernorm_backward(Ctx* c, float* dx, float* dw, float* db, const float* dout,
+                        const float* x, const float* w, const float* mean, const float* rstd,
+                        int N, int C);
+
+/* ---- linear: out [N, OC] = x [N, IC] W^T + bias (bias may be NULL) -------------------- */
+void linear_forward(Ctx* c, float* out, const float* x, const float* W, const float* bias,
+                    int N, int IC, int OC);
+void linear_backward(Ctx* c, float* dx, float* dW, float* dbias, const float* dout,
+                     const float* x, const float* W, int N, int IC, int OC);
+
+/* ---- multi-head self-attention ---------------------------------------------------------
+ * qkv [B, T, 3*H*hd] -> out [B, T, H*hd]; softmax(q k^T / sqrt(hd)) v per (b, head).
+ * Saves only lse [B, H, T] (log-sum-exp of each score row): the backward recomputes the
+ * probabilities from q, k and lse, so no [T, T] matrix per head is kept between passes. */
+void attention_forward(Ctx* c, float* out, float* lse, const float* qkv,
+                       int B, int T, int H, int hd);
+void attention_backward(Ctx* c, float* dqkv, const float* dout, const float* qkv,
+                        const float* out, const float* lse, int B, int T, int H, int hd);
+
+/* ---- elementwise ----------------------------------------------------------------------- */
+/* GELU, exact: 0.5 x (1 + erf(x / sqrt 2)). */
+void gelu_forward(Ctx* c, float* out, const float* x, long n);
+void gelu_backward(Ctx* c, float* dx, const float* dout, const float* x, long n);
+/* residual add: out = a + b (out may alias a or b). Backward is the identity to both. */
+void add_forward(Ctx* c, float* out, const float* a, const float* b, long n);
+/* LayerScale: out [N, C] = x * gamma[C]. */
+void layerscale_forward(Ctx* c, float* out, const float* x, const float* gamma, int N, int C);
+void layerscale_backward(Ctx* c, float* dx, float* dgamma, const float* dout,
+                         const float* x, const float* gamma, int N, int C);
+/* drop-path (stochastic depth): out[b, :] = x[b, :] * scale[b], scale[b] in {0, 1/keep}
+ * drawn by the engine's RNG; the backward is the same op applied to dout. */
+void drop_path_forward(Ctx* c, float* out, const float* x, const float* scale,
+                       int B, long per_sample);
+/* out = s * x in place (gradient clipping, loss scaling). */
+void scale_inplace(Ctx* c, float* x, float s, long n);
+
+/* ---- pooling: out [B, C] = mean of x[b, t0 .. t0+n-1, :] (x is [B, T, C]) ------------
+ * backward writes all of dx: dout / n on the pooled tokens, 0 elsewhere. */
+void meanpool_forward(Ctx* c, float* out, const float* x, int B, int T, int C, int t0, int n);
+void meanpool_backward(Ctx* c, float* dx, const float* dout, int B, int T, int C, int t0, int n);
+
+/* ---- cross-entropy: losses[b] = logsumexp(logits[b]) - logits[b, y_b] ------------------
+ * logits [B, V], targets int32 [B] in [0, V). backward: dlogits[b] = (softmax - onehot) *
+ * dlosses[b] (dlosses = 1/B for a mean). */
+void crossentropy_forward(Ctx* c, float* losses, const float* logits, const int32_t* targets,
+                          int B, int V);
+void crossentropy_backward(Ctx* c, float* dlogits, const float* logits, const int32_t* targets,
+                           const float* dlosses, int B, int V);
+
+/* ---- optimizer ----------------------------------------------------------------------
+ * AdamW (torch.optim.AdamW semantics), t = 1-based step count of this parameter group:
+ *   p -= lr*wd*p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ * Called once per parameter range with that range's group lr and weight decay. */
+void adamw_update(Ctx* c, float* p, const float* g, float* m, float* v, long n,
+                  float lr, float beta1, float beta2, float eps, float wd, int t);
+/* out[0] (device, one double) = sum of x^2 accumulated in double, in a fixed order. The
+ * global grad norm of the whole gradient buffer is sqrt of this (grads are one allocation). */
+void sumsq(Ctx* c, double* out, const float* x, long n);
+
+#endif

@@ -1,0 +1,412 @@
+/* models/vit.c — ViT encoder: parameter table, init, forward and backward.
+ * The math is in kernels/; this file only sequences ops over carved buffers. All tensor
+ * memory is device memory; host values (init, drop-path scales) enter by copy_h2d. */
+#include "vit.h"
+#include "../engine/check.h"
+#include "../engine/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- parameter table ------------------------------------------------------------------ */
+
+static VitParam* add_param(Vit* m, int cap, const char* name, int layer_id, int no_decay,
+                           int ndim, const int* shape) {
+    CHECK(m->n_params < cap, "parameter table overflow");
+    VitParam* p = &m->params[m->n_params++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) { p->shape[i] = shape[i]; p->numel *= shape[i]; }
+    p->offset = m->n_floats;
+    p->layer_id = layer_id;
+    p->no_decay = no_decay;
+    p->trainable = 1;
+    /* keep every tensor 16-float (64-byte) aligned for vector loads */
+    m->n_floats += (p->numel + 15) & ~15L;
+    return p;
+}
+
+#define SHAPE(...) ((const int[]){__VA_ARGS__})
+#define NDIM(...) ((int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)))
+#define PARAM(name, layer, nodecay, ...) add_param(m, cap, name, layer, nodecay, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
+
+static void build_table(Vit* m) {
+    const VitConfig* c = &m->cfg;
+    int cap = 16 + c->num_extra * 2 + c->depth * 16;
+    m->params = xcalloc(cap, sizeof(VitParam));
+    m->n_params = 0;
+    m->n_floats = 0;
+    int D = c->dim, L = c->depth, hid = m->hidden;
+    char nm[64];
+    if (c->spatial_dims == 3)
+        PARAM("patch_embed.proj.weight", 0, 0, D, c->in_chans, c->patch[0], c->patch[1], c->patch[2]);
+    else
+        PARAM("patch_embed.proj.weight", 0, 0, D, c->in_chans, c->patch[1], c->patch[2]);
+    PARAM("patch_embed.proj.bias", 0, 1, D);
+    if (c->cls_token) PARAM("cls_token", 0, 1, 1, 1, D);
+    if (c->num_registers) PARAM("reg_token", 0, 1, 1, c->num_registers, D);
+    VitParam* pos = PARAM("pos_embed", 0, 1, 1, m->ncls + m->P, D);
+    pos->trainable = c->pos_embed == VIT_POS_LEARNED;
+    for (int e = 0; e < c->num_extra; e++) {
+        snprintf(nm, sizeof nm, "extra_tokens.%s.weight", c->extra_tokens[e]);
+        PARAM(nm, 0, 0, D, 1);
+        snprintf(nm, sizeof nm, "extra_tokens.%s.bias", c->extra_tokens[e]);
+        PARAM(nm, 0, 1, D);
+    }
+    for (int l = 0; l < L; l++) {
+#define BP(suffix, nodecay, ...) do { snprintf(nm, sizeof nm, "blocks.%d.%s", l, suffix); \
+        PARAM(nm, l + 1, nodecay, __VA_ARGS__); } while (0)
+        BP("norm1.weight", 1, D);
+        BP("norm1.bias", 1, D);
+        BP("attn.qkv.weight", 0, 3 * D, D);
+        if (c->qkv_bias) BP("attn.qkv.bias", 1, 3 * D);
+        BP("attn.proj.weight", 0, D, D);
+        BP("attn.proj.bias", 1, D);
+        if (c->layerscale_init > 0) BP("ls1.gamma", 1, D);
+        BP("norm2.weight", 1, D);
+        BP("norm2.bias", 1, D);
+        BP("mlp.fc1.weight", 0, hid, D);
+        BP("mlp.fc1.bias", 1, hid);
+        BP("mlp.fc2.weight", 0, D, hid);
+        BP("mlp.fc2.bias", 1, D);
+        if (c->layerscale_init > 0) BP("ls2.gamma", 1, D);
+#undef BP
+    }
+    PARAM("norm.weight", L + 1, 1, D);
+    PARAM("norm.bias", L + 1, 1, D);
+}
+
+const VitParam* vit_find_param(const Vit* m, const char* name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+
+static float* view(const Vit* m, float* base, const char* name) {
+    const VitParam* p = vit_find_param(m, name);
+    return p ? base + p->offset : NULL;
+}
+
+static void bind_views(Vit* m, VitTensors* t, float* base) {
+    const VitConfig* c = &m->cfg;
+    char nm[64];
+    memset(t, 0, sizeof *t);
+    t->patch_w = view(m, base, "patch_embed.proj.weight");
+    t->patch_b = view(m, base, "patch_embed.proj.bias");
+    t->cls = view(m, base, "cls_token");
+    t->reg = view(m, base, "reg_token");
+    t->pos = view(m, base, "pos_embed");
+    for (int e = 0; e < c->num_extra; e++) {
+        snprintf(nm, sizeof nm, "extra_tokens.%s.weight", c->extra_tokens[e]);
+        t->extra_w[e] = view(m, base, nm);
+        snprintf(nm, sizeof nm, "extra_tokens.%s.bias", c->extra_tokens[e]);
+        t->extra_b[e] = view(m, base, nm);
+    }
+    for (int l = 0; l < c->depth; l++) {
+        VitBlockTensors* b = &t->blocks[l];
+#define BV(field, suffix) do { snprintf(nm, sizeof nm, "blocks.%d.%s", l, suffix); \
+        b->field = view(m, base, nm); } while (0)
+        BV(norm1_w, "norm1.weight"); BV(norm1_b, "norm1.bias");
+        BV(qkv_w, "attn.qkv.weight"); BV(qkv_b, "attn.qkv.bias");
+        BV(proj_w, "attn.proj.weight"); BV(proj_b, "attn.proj.bias");
+        BV(ls1, "ls1.gamma"); BV(ls2, "ls2.gamma");
+        BV(norm2_w, "norm2.weight"); BV(norm2_b, "norm2.bias");
+        BV(fc1_w, "mlp.fc1.weight"); BV(fc1_b, "mlp.fc1.bias");
+        BV(fc2_w, "mlp.fc2.weight"); BV(fc2_b, "mlp.fc2.bias");
+#undef BV
+    }
+    t->norm_w = view(m, base, "norm.weight");
+    t->norm_b = view(m, base, "norm.bias");
+}
+
+void vit_create(Vit* m, Ctx* ctx, const VitConfig* cfg) {
+    char err[256];
+    memset(m, 0, sizeof *m);
+    if (vit_config_check(cfg, err, sizeof err)) USER_ERROR("%s", err);
+    m->cfg = *cfg;
+    m->ctx = ctx;
+    for (int a = 0; a < 3; a++) m->grid[a] = cfg->img[a] / cfg->patch[a];
+    m->P = m->grid[0] * m->grid[1] * m->grid[2];
+    m->ncls = cfg->cls_token ? 1 : 0;
+    m->T = m->ncls + cfg->num_registers + cfg->num_extra + m->P;
+    m->hidden = (int)lroundf(cfg->dim * cfg->mlp_ratio);
+    m->head_dim = cfg->dim / cfg->heads;
+    m->Kp = cfg->in_chans * cfg->patch[0] * cfg->patch[1] * cfg->patch[2];
+    build_table(m);
+    m->w = dev_alloc(ctx, m->n_floats * sizeof(float));
+    m->g = dev_alloc(ctx, m->n_floats * sizeof(float));
+    bind_views(m, &m->tw, m->w);
+    bind_views(m, &m->tg, m->g);
+}
+
+void vit_zero_grad(Vit* m) { dev_zero(m->ctx, m->g, m->n_floats * sizeof(float)); }
+
+/* ---- activations ------------------------------------------------------------------------ */
+
+void vit_alloc_activations(Vit* m, int max_batch) {
+    const VitConfig* c = &m->cfg;
+    long N = (long)max_batch * m->T, D = c->dim, H = c->heads, hid = m->hidden;
+    int ls = c->layerscale_init > 0;
+    long per_block = N * D * 5 /* ln1 att x_mid ln2 x_out */ + N * 3 * D + N * 2 * hid +
+                     N * 4 /* means, rstds */ + (long)max_batch * H * m->T +
+                     (ls ? 2 * N * D : 0);
+    long total = (long)max_batch * m->P * (m->Kp + D) /* patches, pe */ +
+                 (long)c->num_extra * max_batch * D + N * D * 2 /* x0, out */ + 2 * N +
+                 c->depth * per_block + (long)c->depth * 2 * max_batch;
+    long scratch = N * D * 3 /* d_res d_a d_b */ + N * (hid > 3 * D ? hid : 3 * D) * 2 +
+                   (long)max_batch * m->P * (m->Kp + D) + (long)c->num_extra * max_batch * D +
+                   N * D /* forward scratch */;
+    if (m->acts) dev_free(m->ctx, m->acts);
+    m->acts = dev_alloc(m->ctx, (total + scratch) * sizeof(float));
+    m->act_floats = total;
+    m->max_batch = max_batch;
+    float* p = m->acts;
+#define CARVE(ptr, n) do { (ptr) = p; p += (n); } while (0)
+    CARVE(m->patches, (long)max_batch * m->P * m->Kp);
+    CARVE(m->pe, (long)max_batch * m->P * D);
+    CARVE(m->extra, (long)c->num_extra * max_batch * D);
+    CARVE(m->x0, N * D);
+    CARVE(m->out, N * D);
+    CARVE(m->out_mean, N);
+    CARVE(m->out_rstd, N);
+    for (int l = 0; l < c->depth; l++) {
+        VitBlockActs* a = &m->blk[l];
+        CARVE(a->ln1, N * D); CARVE(a->ln1_mean, N); CARVE(a->ln1_rstd, N);
+        CARVE(a->qkv, N * 3 * D); CARVE(a->att, N * D); CARVE(a->lse, (long)max_batch * H * m->T);
+        CARVE(a->x_mid, N * D);
+        CARVE(a->ln2, N * D); CARVE(a->ln2_mean, N); CARVE(a->ln2_rstd, N);
+        CARVE(a->fc1, N * hid); CARVE(a->gelu, N * hid);
+        CARVE(a->x_out, N * D);
+        if (ls) { CARVE(a->proj, N * D); CARVE(a->fc2, N * D); }
+        else a->proj = a->fc2 = NULL;
+    }
+    CARVE(m->dp_scale, (long)c->depth * 2 * max_batch);
+    /* scratch: reused every step, not saved across forward/backward */
+    long wide = hid > 3 * D ? hid : 3 * D;
+    CARVE(m->d_res, N * D); CARVE(m->d_a, N * D); CARVE(m->d_b, N * D);
+    CARVE(m->d_hid, N * wide); CARVE(m->d_qkv, N * wide);
+    CARVE(m->d_patches, (long)max_batch * m->P * m->Kp);
+    CARVE(m->d_pe, (long)max_batch * m->P * D);
+    CARVE(m->d_extra, (long)c->num_extra * max_batch * D);
+    CARVE(m->scratch, N * D);
+#undef CARVE
+    CHECK(p == m->acts + total + scratch, "activation carving mismatch");
+}
+
+void vit_free(Vit* m) {
+    if (m->acts) dev_free(m->ctx, m->acts);
+    dev_free(m->ctx, m->w);
+    dev_free(m->ctx, m->g);
+    free(m->params);
+    memset(m, 0, sizeof *m);
+}
+
+VitBytes vit_bytes(const Vit* m) {
+    VitBytes b;
+    b.params = m->n_floats * sizeof(float);
+    b.grads = b.params;
+    b.optimizer = 2 * b.params;   /* AdamW m and v */
+    b.activations = m->act_floats * sizeof(float);
+    long N = (long)m->max_batch * m->T, D = m->cfg.dim;
+    long wide = m->hidden > 3 * D ? m->hidden : 3 * D;
+    b.scratch = (N * D * 4 + N * wide * 2 + (long)m->max_batch * m->P * (m->Kp + D) +
+                 (long)m->cfg.num_extra * m->max_batch * D) * sizeof(float) + m->ctx->ws_bytes;
+    return b;
+}
+
+/* ---- init ----------------------------------------------------------------------------- */
+
+/* Fixed sin-cos embedding [ncls + P, dim], cls row zero (MAE). The dim is split into one
+ * equal part per spatial axis in (z, y, x) order for 3D and (y, x) for 2D; each part is
+ * [sin(pos*w_k), cos(pos*w_k)], w_k = 10000^(-k/(part/2)). */
+static void sincos_pos(const Vit* m, float* pos) {
+    int n = m->cfg.spatial_dims, D = m->cfg.dim, part = D / n, half = part / 2;
+    memset(pos, 0, sizeof(float) * (size_t)(m->ncls + m->P) * D);
+    for (int z = 0; z < m->grid[0]; z++)
+        for (int y = 0; y < m->grid[1]; y++)
+            for (int x = 0; x < m->grid[2]; x++) {
+                int coord3[3] = {z, y, x};
+                const int* coord = coord3 + (3 - n);
+                float* row = pos + (size_t)(m->ncls + (z * m->grid[1] + y) * m->grid[2] + x) * D;
+                for (int a = 0; a < n; a++)
+                    for (int k = 0; k < half; k++) {
+                        double w = pow(10000.0, -(double)k / half), v = coord[a] * w;
+                        row[a * part + k] = (float)sin(v);
+                        row[a * part + half + k] = (float)cos(v);
+                    }
+            }
+}
+
+void vit_init_weights(Vit* m, uint64_t seed) {
+    float* h = xcalloc(m->n_floats, sizeof(float));
+    Rng r = rng_stream(seed, 0x1417);
+    for (int i = 0; i < m->n_params; i++) {
+        const VitParam* p = &m->params[i];
+        float* t = h + p->offset;
+        const char* nm = p->name;
+        size_t len = strlen(nm);
+        int is_bias = len > 5 && !strcmp(nm + len - 5, ".bias");
+        int is_norm = strstr(nm, "norm") != NULL;
+        int is_ls = strstr(nm, ".gamma") != NULL;
+        if (is_ls) {
+            for (long k = 0; k < p->numel; k++) t[k] = m->cfg.layerscale_init;
+        } else if (is_norm) {
+            if (!is_bias) for (long k = 0; k < p->numel; k++) t[k] = 1.0f;
+        } else if (is_bias) {
+            /* zero */
+        } else if (!strcmp(nm, "pos_embed") && m->cfg.pos_embed == VIT_POS_SINCOS) {
+            sincos_pos(m, t);
+        } else {
+            /* linear/conv weights, cls/register tokens, learned pos_embed: trunc-normal(.02) */
+            for (long k = 0; k < p->numel; k++) t[k] = (float)rng_trunc_normal(&r, 0.02, -2, 2);
+        }
+    }
+    copy_h2d(m->ctx, m->w, h, m->n_floats * sizeof(float));
+    free(h);
+}
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+const float* vit_block_output(const Vit* m, int l) {
+    CHECK(l >= 1 && l <= m->cfg.depth, "block %d out of 1..%d", l, m->cfg.depth);
+    return m->blk[l - 1].x_out;
+}
+
+/* timm: drop-path rate of block l grows linearly from 0 to drop_path over depth */
+static void draw_drop_path(Vit* m, int B) {
+    const VitConfig* c = &m->cfg;
+    if (!m->training || c->drop_path <= 0) return;
+    float* h = xmalloc(sizeof(float) * c->depth * 2 * B);
+    Rng r = rng_stream(m->dp_seed, 0xD209 + m->dp_counter++);
+    for (int l = 0; l < c->depth; l++) {
+        double rate = c->depth > 1 ? c->drop_path * l / (c->depth - 1) : c->drop_path;
+        double keep = 1.0 - rate;
+        for (int k = 0; k < 2 * B; k++)
+            h[l * 2 * B + k] = rate > 0 ? (rng_uniform(&r) < keep ? (float)(1.0 / keep) : 0.0f) : 1.0f;
+    }
+    copy_h2d(m->ctx, m->dp_scale, h, sizeof(float) * c->depth * 2 * B);
+    free(h);
+}
+
+static int dp_active(const Vit* m) { return m->training && m->cfg.drop_path > 0; }
+
+void vit_forward(Vit* m, const float* img, const float* extra_vals, int B) {
+    const VitConfig* c = &m->cfg;
+    Ctx* x = m->ctx;
+    CHECK(m->acts && B >= 1 && B <= m->max_batch, "batch %d exceeds allocated %d", B, m->max_batch);
+    m->B = B;
+    int T = m->T, D = c->dim, N = B * T, R = c->num_registers, E = c->num_extra;
+    const VitTensors* w = &m->tw;
+
+    patchify_forward(x, m->patches, img, B, c->in_chans, c->img[0], c->img[1], c->img[2],
+                     c->patch[0], c->patch[1], c->patch[2]);
+    linear_forward(x, m->pe, m->patches, w->patch_w, w->patch_b, B * m->P, m->Kp, D);
+    for (int e = 0; e < E; e++)
+        linear_forward(x, m->extra + (long)e * B * D, extra_vals + (long)e * B, w->extra_w[e],
+                       w->extra_b[e], B, 1, D);
+    tokens_concat_forward(x, m->x0, w->cls, w->reg, E ? m->extra : NULL, m->pe, B, R, E, m->P, D);
+    if (m->ncls) pos_embed_add_forward(x, m->x0, w->pos, B, T, D, 0, 1, 0);
+    pos_embed_add_forward(x, m->x0, w->pos, B, T, D, T - m->P, m->P, m->ncls);
+    draw_drop_path(m, B);
+
+    const float* xin = m->x0;
+    for (int l = 0; l < c->depth; l++) {
+        const VitBlockTensors* bw = &w->blocks[l];
+        VitBlockActs* a = &m->blk[l];
+        float* br = a->proj ? a->proj : m->scratch;
+        layernorm_forward(x, a->ln1, a->ln1_mean, a->ln1_rstd, xin, bw->norm1_w, bw->norm1_b, N, D, c->ln_eps);
+        linear_forward(x, a->qkv, a->ln1, bw->qkv_w, bw->qkv_b, N, D, 3 * D);
+        attention_forward(x, a->att, a->lse, a->qkv, B, T, c->heads, m->head_dim);
+        linear_forward(x, br, a->att, bw->proj_w, bw->proj_b, N, D, D);
+        if (bw->ls1) { layerscale_forward(x, m->scratch, br, bw->ls1, N, D); br = m->scratch; }
+        if (dp_active(m)) drop_path_forward(x, br, br, m->dp_scale + (long)l * 2 * B, B, (long)T * D);
+        add_forward(x, a->x_mid, xin, br, (long)N * D);
+
+        br = a->fc2 ? a->fc2 : m->scratch;
+        layernorm_forward(x, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, bw->norm2_w, bw->norm2_b, N, D, c->ln_eps);
+        linear_forward(x, a->fc1, a->ln2, bw->fc1_w, bw->fc1_b, N, D, m->hidden);
+        gelu_forward(x, a->gelu, a->fc1, (long)N * m->hidden);
+        linear_forward(x, br, a->gelu, bw->fc2_w, bw->fc2_b, N, m->hidden, D);
+        if (bw->ls2) { layerscale_forward(x, m->scratch, br, bw->ls2, N, D); br = m->scratch; }
+        if (dp_active(m)) drop_path_forward(x, br, br, m->dp_scale + (long)l * 2 * B + B, B, (long)T * D);
+        add_forward(x, a->x_out, a->x_mid, br, (long)N * D);
+        xin = a->x_out;
+    }
+    layernorm_forward(x, m->out, m->out_mean, m->out_rstd, xin, w->norm_w, w->norm_b, N, D, c->ln_eps);
+}
+
+/* ---- backward --------------------------------------------------------------------------- */
+
+/* Gradient of one residual branch: d_res holds d(out) of "out = in + dp(ls(y))"; leaves
+ * d(y) in a pointer it returns (d_res itself when neither LayerScale nor drop-path is on). */
+static const float* branch_grad(Vit* m, const float* d_res, const float* gamma, float* dgamma,
+                                const float* y, const float* scale, float* buf) {
+    int N = m->B * m->T, D = m->cfg.dim;
+    const float* d = d_res;
+    if (dp_active(m)) { drop_path_forward(m->ctx, buf, d, scale, m->B, (long)m->T * D); d = buf; }
+    if (gamma) { layerscale_backward(m->ctx, buf, dgamma, d, y, gamma, N, D); d = buf; }
+    return d;
+}
+
+void vit_backward(Vit* m, const float* img, const float* extra_vals, const float* d_out,
+                  const float* const* d_blocks, float* d_img) {
+    const VitConfig* c = &m->cfg;
+    Ctx* x = m->ctx;
+    int B = m->B, T = m->T, D = c->dim, N = B * T, hid = m->hidden, E = c->num_extra;
+    const VitTensors* w = &m->tw;
+    VitTensors* g = &m->tg;
+    long ND = (long)N * D;
+    (void)img;
+
+    const float* last = c->depth ? m->blk[c->depth - 1].x_out : m->x0;
+    if (d_out)
+        layernorm_backward(x, m->d_res, g->norm_w, g->norm_b, d_out, last, w->norm_w,
+                           m->out_mean, m->out_rstd, N, D);
+    else
+        dev_zero(x, m->d_res, ND * sizeof(float));
+
+    for (int l = c->depth - 1; l >= 0; l--) {
+        const VitBlockTensors* bw = &w->blocks[l];
+        VitBlockTensors* bg = &g->blocks[l];
+        VitBlockActs* a = &m->blk[l];
+        const float* xin = l ? m->blk[l - 1].x_out : m->x0;
+        if (d_blocks && d_blocks[l]) add_forward(x, m->d_res, m->d_res, d_blocks[l], ND);
+
+        /* MLP branch */
+        const float* dy = branch_grad(m, m->d_res, bw->ls2, bg->ls2, a->fc2,
+                                      m->dp_scale + (long)l * 2 * B + B, m->d_a);
+        linear_backward(x, m->d_hid, bg->fc2_w, bg->fc2_b, dy, a->gelu, bw->fc2_w, N, hid, D);
+        gelu_backward(x, m->d_hid, m->d_hid, a->fc1, (long)N * hid);
+        linear_backward(x, m->d_b, bg->fc1_w, bg->fc1_b, m->d_hid, a->ln2, bw->fc1_w, N, D, hid);
+        layernorm_backward(x, m->d_a, bg->norm2_w, bg->norm2_b, m->d_b, a->x_mid, bw->norm2_w,
+                           a->ln2_mean, a->ln2_rstd, N, D);
+        add_forward(x, m->d_res, m->d_res, m->d_a, ND);
+
+        /* attention branch */
+        dy = branch_grad(m, m->d_res, bw->ls1, bg->ls1, a->proj, m->dp_scale + (long)l * 2 * B,
+                         m->d_a);
+        linear_backward(x, m->d_b, bg->proj_w, bg->proj_b, dy, a->att, bw->proj_w, N, D, D);
+        attention_backward(x, m->d_qkv, m->d_b, a->qkv, a->att, a->lse, B, T, c->heads, m->head_dim);
+        linear_backward(x, m->d_b, bg->qkv_w, bg->qkv_b, m->d_qkv, a->ln1, bw->qkv_w, N, D, 3 * D);
+        layernorm_backward(x, m->d_a, bg->norm1_w, bg->norm1_b, m->d_b, xin, bw->norm1_w,
+                           a->ln1_mean, a->ln1_rstd, N, D);
+        add_forward(x, m->d_res, m->d_res, m->d_a, ND);
+    }
+
+    /* embedding: d_res = d(x0) */
+    if (m->ncls) pos_embed_add_backward(x, g->pos, m->d_res, B, T, D, 0, 1, 0);
+    pos_embed_add_backward(x, g->pos, m->d_res, B, T, D, T - m->P, m->P, m->ncls);
+    tokens_concat_backward(x, g->cls, g->reg, E ? m->d_extra : NULL, m->d_pe, m->d_res, B,
+                           c->num_registers, E, m->P, D);
+    for (int e = 0; e < E; e++)
+        linear_backward(x, NULL, g->extra_w[e], g->extra_b[e], m->d_extra + (long)e * B * D,
+                        extra_vals + (long)e * B, w->extra_w[e], B, 1, D);
+    linear_backward(x, d_img ? m->d_patches : NULL, g->patch_w, g->patch_b, m->d_pe, m->patches,
+                    w->patch_w, B * m->P, m->Kp, D);
+    if (d_img)
+        unpatchify_forward(x, d_img, m->d_patches, B, c->in_chans, c->img[0], c->img[1],
+                           c->img[2], c->patch[0], c->patch[1], c->patch[2]);
+}

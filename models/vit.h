@@ -1,0 +1,133 @@
+/* models/vit.h — the ViT encoder, 2D or 3D, forward and backward (timm semantics).
+ *
+ * tokens = [cls? | registers (R) | extra tokens (E) | patches (P)], T = ncls + R + E + P.
+ * pos_embed [1, ncls + P, dim] covers cls and patches only (timm/MAE/DINOv2 convention);
+ * registers and extra tokens get no positional embedding. Extra tokens are Linear(1, dim)
+ * of one scalar per image each (ProViCNet's slice index / slice count).
+ * Block: x += dp(ls1(proj(attn(norm1(x))))); x += dp(ls2(fc2(gelu(fc1(norm2(x)))))).
+ * Final LayerNorm over all tokens. Layer names (SPEC.md §6): block l (1..depth) output is
+ * the residual stream after block l; "norm" is the final normalised tokens.
+ *
+ * Memory: parameters and gradients are two allocations with the same layout (the table
+ * below), activations one more, sized for a maximum batch; nothing is allocated per step.
+ */
+#ifndef VITA_VIT_H
+#define VITA_VIT_H
+
+#include "../kernels/ops.h"
+
+#define VIT_MAX_DEPTH 48
+#define VIT_MAX_CHANNELS 8
+#define VIT_MAX_EXTRA 4
+
+enum { VIT_POS_LEARNED = 0, VIT_POS_SINCOS = 1 };
+
+typedef struct {
+    char preset[32];
+    int spatial_dims;          /* 2 or 3 */
+    int img[3];                /* D, H, W (D = 1 for 2D) */
+    int patch[3];              /* pd, ph, pw (pd = 1 for 2D) */
+    int in_chans;
+    char channels[VIT_MAX_CHANNELS][16];   /* names of the input channels, in_chans of them */
+    int dim, depth, heads;
+    float mlp_ratio;
+    int qkv_bias;
+    float ln_eps;
+    int cls_token;
+    int num_registers;
+    int num_extra;
+    char extra_tokens[VIT_MAX_EXTRA][32];
+    int pos_embed;             /* VIT_POS_LEARNED | VIT_POS_SINCOS (fixed, not trained) */
+    float layerscale_init;     /* 0 = no LayerScale */
+    float drop_path;           /* max stochastic-depth rate, linear over depth as timm */
+} VitConfig;
+
+/* fills cfg from a preset name; returns 0, or 1 if unknown (names listed in the message) */
+int vit_preset(VitConfig* cfg, const char* name);
+/* checks the config; returns 0 or fills err with a one-line reason naming the field */
+int vit_config_check(const VitConfig* cfg, char* err, size_t errlen);
+/* the config as a JSON object string (malloc'd) and back (safetensors metadata "model") */
+char* vit_config_to_json(const VitConfig* cfg);
+int vit_config_from_json(VitConfig* cfg, const char* json, char* err, size_t errlen);
+
+typedef struct {
+    char name[64];             /* timm's name, e.g. blocks.3.attn.qkv.weight */
+    int ndim;
+    int shape[5];
+    long numel;
+    long offset;               /* floats from the start of the parameter buffer */
+    int layer_id;              /* layer-wise lr decay: stem 0, block i -> i+1, norm depth+1 */
+    int no_decay;              /* 1-D params, pos_embed, cls/register tokens */
+    int trainable;             /* 0 for the fixed sin-cos pos_embed */
+} VitParam;
+
+typedef struct {               /* device pointers into one parameter-shaped buffer */
+    float *norm1_w, *norm1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ls1;
+    float *norm2_w, *norm2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b, *ls2;
+} VitBlockTensors;
+
+typedef struct {
+    float *patch_w, *patch_b, *cls, *reg, *pos;
+    float *extra_w[VIT_MAX_EXTRA], *extra_b[VIT_MAX_EXTRA];
+    VitBlockTensors blocks[VIT_MAX_DEPTH];
+    float *norm_w, *norm_b;
+} VitTensors;
+
+typedef struct {               /* saved activations of one block */
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *proj;
+    float *x_mid, *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2, *x_out;
+} VitBlockActs;
+
+typedef struct {
+    VitConfig cfg;
+    int grid[3];               /* patches per axis */
+    int P, T, ncls, hidden, head_dim, Kp;   /* Kp = in_chans * patch volume */
+    int n_params;
+    VitParam* params;          /* host table */
+    long n_floats;             /* parameter count (floats) */
+    float* w;                  /* device: parameters */
+    float* g;                  /* device: gradients (same layout), zeroed by vit_zero_grad */
+    VitTensors tw, tg;         /* named views of w and g */
+    /* activations, for up to max_batch images */
+    int max_batch, B;
+    long act_floats;
+    float* acts;
+    float *patches, *pe, *extra, *x0, *out, *out_mean, *out_rstd;
+    VitBlockActs blk[VIT_MAX_DEPTH];
+    float* dp_scale;           /* [depth][2][max_batch] drop-path scales, device */
+    /* backward scratch (device) */
+    float *d_res, *d_a, *d_b, *d_hid, *d_qkv, *d_patches, *d_pe, *d_extra;
+    float* scratch;            /* [N, dim] forward scratch when LayerScale is off */
+    int training;              /* drop-path active */
+    uint64_t dp_seed;          /* drop-path RNG stream position */
+    uint64_t dp_counter;
+    Ctx* ctx;
+} Vit;
+
+/* builds the parameter table and allocates parameters + gradients (zeroed) */
+void vit_create(Vit* m, Ctx* c, const VitConfig* cfg);
+/* allocates activations and scratch for batches of up to max_batch images */
+void vit_alloc_activations(Vit* m, int max_batch);
+void vit_free(Vit* m);
+/* seeded timm-style init: trunc-normal(0.02) weights and tokens, zero biases, unit norms,
+ * LayerScale = layerscale_init, sin-cos pos_embed when configured */
+void vit_init_weights(Vit* m, uint64_t seed);
+const VitParam* vit_find_param(const Vit* m, const char* name);
+
+/* img [B, C, D, H, W] (device), extra_vals [E, B] (device; NULL when E = 0).
+ * After it, m->out [B, T, dim] holds the final normed tokens and vit_block_output(m, l)
+ * the residual stream after block l (1-based). */
+void vit_forward(Vit* m, const float* img, const float* extra_vals, int B);
+const float* vit_block_output(const Vit* m, int l);
+/* d_out [B, T, dim]: gradient of the loss w.r.t. the final normed tokens (may be NULL);
+ * d_blocks[l-1] (may be NULL, or entries NULL): extra gradient w.r.t. block l's output;
+ * d_img (may be NULL): written with the input gradient. Parameter grads accumulate into m->g. */
+void vit_backward(Vit* m, const float* img, const float* extra_vals, const float* d_out,
+                  const float* const* d_blocks, float* d_img);
+void vit_zero_grad(Vit* m);
+
+/* bytes held, for the memory report printed before the first step */
+typedef struct { size_t params, grads, optimizer, activations, scratch; } VitBytes;
+VitBytes vit_bytes(const Vit* m);
+
+#endif

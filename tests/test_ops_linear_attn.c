@@ -1,0 +1,382 @@
+/* tests/test_ops_linear_attn.c — linear and attention ops of the CPU backend against naive
+ * float64 references (NMSE), central finite differences of the float64 reference (gradient
+ * score), the accumulate/overwrite gradient conventions, and thread-count independence.
+ *
+ * Derived thresholds (u = 2^-24, the fp32 unit roundoff; inputs are identical floats on
+ * both sides, so only the op's own rounding is measured):
+ *  - NMSE of a length-K fp32 dot product: the worst-case error of one element is K·u·Σ|a_i b_i|,
+ *    and for random data (Σ|a_i b_i|)² / (Σ a_i b_i)² ≈ (2/π)²·K, so
+ *    NMSE ≤ nmse_bound(K) = 0.41·K³·u². For a chain of ops K is the sum of the chain's
+ *    reduction lengths (attention forward: hd + T + 8 for exp/log/normalisation).
+ *  - Gradient score (mean |a−b|/(|a|+|b|+floor)): with per-element error ε = K·u relative to
+ *    the typical magnitude, entries of size |x| contribute ε/|x|; averaging over normally
+ *    distributed entries gives ≈ ε·(1 + ln(1/ε)). The float64 central difference adds
+ *    ~1e-9 relative (h = 1e-5: h² truncation, 1e-16/h rounding). grad_bound(K) is the sum.
+ */
+#include "../kernels/ops.h"
+#include "testing.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+static Ctx ctx;
+static const double U = 1.0 / 16777216.0;
+static double nmse_bound(double K) { return 0.41 * K * K * K * U * U; }
+static double grad_bound(double K) { double e = K * U; return e * (1.0 + log(1.0 / e)) + 1e-8; }
+
+static void set_threads(int n) { omp_set_num_threads(n); openblas_set_num_threads(n); }
+static void fill_nan(float* x, long n) { for (long i = 0; i < n; i++) x[i] = NAN; }
+static double* dalloc(long n) { return (double*)calloc((size_t)(n ? n : 1), sizeof(double)); }
+static float* falloc(long n) { return (float*)calloc((size_t)(n ? n : 1), sizeof(float)); }
+
+/* ========================================================================================
+ * linear
+ * ======================================================================================== */
+static void ref_linear(double* out, const double* x, const double* W, const double* b,
+                       int N, int IC, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int i = 0; i < IC; i++) s += x[(long)n * IC + i] * W[(long)o * IC + i];
+            out[(long)n * OC + o] = s;
+        }
+}
+
+typedef struct { double *x, *W, *b, *R, *tmp; int N, IC, OC; } LinFD;
+static double lin_loss(void* u) {
+    LinFD* f = (LinFD*)u;
+    ref_linear(f->tmp, f->x, f->W, f->b, f->N, f->IC, f->OC);
+    return t_dot(f->tmp, f->R, (long)f->N * f->OC);
+}
+
+static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t seed) {
+    char name[160];
+    TRng r = {seed};
+    long nx = (long)N * IC, nw = (long)OC * IC, no = (long)N * OC;
+    double *x = dalloc(nx), *W = dalloc(nw), *b = dalloc(OC), *R = dalloc(no), *ref = dalloc(no);
+    float *xf = falloc(nx), *Wf = falloc(nw), *bf = falloc(OC), *Rf = falloc(no), *of = falloc(no);
+    t_randn(&r, x, xf, nx, 1.0);
+    t_randn(&r, W, Wf, nw, 1.0 / sqrt(IC));
+    t_randn(&r, b, bf, OC, 0.5);
+    t_randn(&r, R, Rf, no, 1.0);
+    const double* bb = use_bias ? b : NULL;
+    const float* bbf = use_bias ? bf : NULL;
+
+    /* forward: K = IC products (+1 bias add) */
+    ref_linear(ref, x, W, bb, N, IC, OC);
+    fill_nan(of, no);
+    linear_forward(&ctx, of, xf, Wf, bbf, N, IC, OC);
+    snprintf(name, sizeof name, "linear fwd NMSE N=%d IC=%d OC=%d bias=%d", N, IC, OC, use_bias);
+    t_check(name, t_nmse_fd(of, ref, no), nmse_bound(IC + 1));
+
+    /* backward analytic reference in double: dx = R W, dW = R^T x, db = colsum R */
+    double *dx = dalloc(nx), *dW = dalloc(nw), *db = dalloc(OC);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double g = R[(long)n * OC + o];
+            db[o] += g;
+            for (int i = 0; i < IC; i++) {
+                dx[(long)n * IC + i] += g * W[(long)o * IC + i];
+                dW[(long)o * IC + i] += g * x[(long)n * IC + i];
+            }
+        }
+    float *dxf = falloc(nx), *dWf = falloc(nw), *dbf = falloc(OC);
+    fill_nan(dxf, nx);  /* input gradient must be overwritten: a surviving NaN fails NMSE */
+    linear_backward(&ctx, dxf, dWf, use_bias ? dbf : NULL, Rf, xf, Wf, N, IC, OC);
+    snprintf(name, sizeof name, "linear bwd dx NMSE N=%d IC=%d OC=%d", N, IC, OC);
+    t_check(name, t_nmse_fd(dxf, dx, nx), nmse_bound(OC));
+    snprintf(name, sizeof name, "linear bwd dW NMSE N=%d IC=%d OC=%d", N, IC, OC);
+    t_check(name, t_nmse_fd(dWf, dW, nw), nmse_bound(N));
+    if (use_bias) {
+        snprintf(name, sizeof name, "linear bwd dbias NMSE N=%d OC=%d", N, OC);
+        t_check(name, t_nmse_fd(dbf, db, OC), nmse_bound(N));  /* double sum: far below */
+    }
+
+    if (fd) {
+        LinFD f = {x, W, b, R, dalloc(no), N, IC, OC};
+        if (!use_bias) f.b = NULL;
+        double* g = dalloc(nx > nw ? nx : nw);
+        t_fd_grad(lin_loss, &f, x, nx, g);
+        snprintf(name, sizeof name, "linear grad x vs FD N=%d IC=%d OC=%d", N, IC, OC);
+        t_check(name, t_grad_score_fd(dxf, g, nx), grad_bound(OC));
+        t_fd_grad(lin_loss, &f, W, nw, g);
+        snprintf(name, sizeof name, "linear grad W vs FD N=%d IC=%d OC=%d", N, IC, OC);
+        t_check(name, t_grad_score_fd(dWf, g, nw), grad_bound(N));
+        if (use_bias) {
+            t_fd_grad(lin_loss, &f, b, OC, g);
+            snprintf(name, sizeof name, "linear grad bias vs FD N=%d OC=%d", N, OC);
+            t_check(name, t_grad_score_fd(dbf, g, OC), grad_bound(N));
+        }
+        free(f.tmp); free(g);
+    }
+
+    /* parameter gradients accumulate: start from G0, expect fl(G0 + grad) to within
+     * one rounding of the sum (2u relative to |G0| + |grad|); dx NULL is skipped */
+    {
+        TRng r2 = {seed ^ 0x5151};
+        double* G0 = dalloc(nw + OC);
+        float *dW2 = falloc(nw), *db2 = falloc(OC);
+        t_randn(&r2, G0, dW2, nw, 1.0);
+        t_randn(&r2, G0 + nw, db2, OC, 1.0);
+        linear_backward(&ctx, NULL, dW2, use_bias ? db2 : NULL, Rf, xf, Wf, N, IC, OC);
+        double worst = 0;
+        for (long i = 0; i < nw; i++)
+            worst = fmax(worst, fabs(dW2[i] - (G0[i] + dWf[i])) / (fabs(G0[i]) + fabs(dWf[i]) + 1e-30));
+        if (use_bias)
+            for (long i = 0; i < OC; i++)
+                worst = fmax(worst, fabs(db2[i] - (G0[nw + i] + dbf[i])) /
+                                        (fabs(G0[nw + i]) + fabs(dbf[i]) + 1e-30));
+        snprintf(name, sizeof name, "linear dW/dbias accumulate (+=) max rel N=%d IC=%d OC=%d", N, IC, OC);
+        t_check(name, worst, 2 * U);
+        free(G0); free(dW2); free(db2);
+    }
+
+    /* thread-count independence: bit-identical with 1 vs 2 OpenMP + OpenBLAS threads */
+    {
+        float *o1 = falloc(no), *x1 = falloc(nx), *w1 = falloc(nw), *b1 = falloc(OC);
+        float *o2 = falloc(no), *x2 = falloc(nx), *w2 = falloc(nw), *b2 = falloc(OC);
+        set_threads(1);
+        linear_forward(&ctx, o1, xf, Wf, bbf, N, IC, OC);
+        linear_backward(&ctx, x1, w1, b1, Rf, xf, Wf, N, IC, OC);
+        set_threads(2);
+        linear_forward(&ctx, o2, xf, Wf, bbf, N, IC, OC);
+        linear_backward(&ctx, x2, w2, b2, Rf, xf, Wf, N, IC, OC);
+        int same = !memcmp(o1, o2, no * 4) && !memcmp(x1, x2, nx * 4) &&
+                   !memcmp(w1, w2, nw * 4) && !memcmp(b1, b2, OC * 4);
+        snprintf(name, sizeof name, "linear bit-identical with 1 and 2 threads N=%d IC=%d OC=%d", N, IC, OC);
+        t_true(name, same);
+        free(o1); free(x1); free(w1); free(b1); free(o2); free(x2); free(w2); free(b2);
+    }
+    free(x); free(W); free(b); free(R); free(ref); free(dx); free(dW); free(db);
+    free(xf); free(Wf); free(bf); free(Rf); free(of); free(dxf); free(dWf); free(dbf);
+}
+
+/* ========================================================================================
+ * attention
+ * ======================================================================================== */
+/* naive float64 attention straight from the definition; lse may be NULL */
+static void ref_attn(double* out, double* lse, const double* qkv, int B, int T, int H, int hd) {
+    int C = H * hd;
+    double scale = 1.0 / sqrt((double)hd);
+    double* s = dalloc(T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                const double* q = qkv + ((long)b * T + i) * 3 * C + h * hd;
+                double m = -INFINITY, z = 0;
+                for (int j = 0; j < T; j++) {
+                    const double* k = qkv + ((long)b * T + j) * 3 * C + C + h * hd;
+                    double d = 0;
+                    for (int e = 0; e < hd; e++) d += q[e] * k[e];
+                    s[j] = d * scale;
+                    m = fmax(m, s[j]);
+                }
+                for (int j = 0; j < T; j++) z += exp(s[j] - m);
+                double* o = out + ((long)b * T + i) * C + h * hd;
+                for (int e = 0; e < hd; e++) o[e] = 0;
+                for (int j = 0; j < T; j++) {
+                    double p = exp(s[j] - m) / z;
+                    const double* v = qkv + ((long)b * T + j) * 3 * C + 2 * C + h * hd;
+                    for (int e = 0; e < hd; e++) o[e] += p * v[e];
+                }
+                if (lse) lse[((long)b * H + h) * T + i] = m + log(z);
+            }
+    free(s);
+}
+
+/* naive float64 backward from the softmax Jacobian (no saved O / D trick):
+ * dp_ij = do_i·v_j, ds_ij = p_ij (dp_ij − Σ_k p_ik dp_ik) */
+static void ref_attn_bwd(double* dqkv, const double* dout, const double* qkv,
+                         int B, int T, int H, int hd) {
+    int C = H * hd;
+    double scale = 1.0 / sqrt((double)hd);
+    double *P = dalloc((long)T * T), *dP = dalloc((long)T * T);
+    memset(dqkv, 0, sizeof(double) * B * T * 3 * C);
+#define QP(bb, t, part) (qkv + ((long)(bb) * T + (t)) * 3 * C + (part) * C + h * hd)
+#define DQP(bb, t, part) (dqkv + ((long)(bb) * T + (t)) * 3 * C + (part) * C + h * hd)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                double m = -INFINITY, z = 0;
+                for (int j = 0; j < T; j++) {
+                    double d = 0;
+                    for (int e = 0; e < hd; e++) d += QP(b, i, 0)[e] * QP(b, j, 1)[e];
+                    P[(long)i * T + j] = d * scale;
+                    m = fmax(m, d * scale);
+                }
+                for (int j = 0; j < T; j++) z += exp(P[(long)i * T + j] - m);
+                for (int j = 0; j < T; j++) P[(long)i * T + j] = exp(P[(long)i * T + j] - m) / z;
+            }
+            for (int i = 0; i < T; i++) {
+                const double* dO = dout + ((long)b * T + i) * C + h * hd;
+                double avg = 0;
+                for (int j = 0; j < T; j++) {
+                    double d = 0;
+                    for (int e = 0; e < hd; e++) d += dO[e] * QP(b, j, 2)[e];
+                    dP[(long)i * T + j] = d;
+                    avg += P[(long)i * T + j] * d;
+                    for (int e = 0; e < hd; e++) DQP(b, j, 2)[e] += P[(long)i * T + j] * dO[e];
+                }
+                for (int j = 0; j < T; j++) {
+                    double ds = P[(long)i * T + j] * (dP[(long)i * T + j] - avg) * scale;
+                    for (int e = 0; e < hd; e++) {
+                        DQP(b, i, 0)[e] += ds * QP(b, j, 1)[e];
+                        DQP(b, j, 1)[e] += ds * QP(b, i, 0)[e];
+                    }
+                }
+            }
+        }
+#undef QP
+#undef DQP
+    free(P); free(dP);
+}
+
+typedef struct { double *qkv, *R, *tmp; int B, T, H, hd; } AttFD;
+static double attn_loss(void* u) {
+    AttFD* f = (AttFD*)u;
+    ref_attn(f->tmp, NULL, f->qkv, f->B, f->T, f->H, f->hd);
+    return t_dot(f->tmp, f->R, (long)f->B * f->T * f->H * f->hd);
+}
+
+/* part 0/1/2 = q/k/v of a [B*T, 3C] array, gathered to [B*T, C] */
+static void gather_f(float* y, const float* x, long BT, int C, int part) {
+    for (long t = 0; t < BT; t++) memcpy(y + t * C, x + t * 3 * C + part * C, C * sizeof(float));
+}
+static void gather_d(double* y, const double* x, long BT, int C, int part) {
+    for (long t = 0; t < BT; t++) memcpy(y + t * C, x + t * 3 * C + part * C, C * sizeof(double));
+}
+
+static void test_attention(int B, int T, int H, int hd, int fd, double qscale, uint64_t seed) {
+    char name[160], sh[64];
+    snprintf(sh, sizeof sh, "B=%d T=%d H=%d hd=%d", B, T, H, hd);
+    TRng r = {seed};
+    int C = H * hd;
+    long BT = (long)B * T, nq = BT * 3 * C, no = BT * C, nl = (long)B * H * T;
+    double *qkv = dalloc(nq), *R = dalloc(no), *ref = dalloc(no), *lref = dalloc(nl);
+    float *qkvf = falloc(nq), *Rf = falloc(no), *of = falloc(no), *lf = falloc(nl);
+    t_randn(&r, qkv, qkvf, nq, qscale);
+    t_randn(&r, R, Rf, no, 1.0);
+
+    ref_attn(ref, lref, qkv, B, T, H, hd);
+    fill_nan(of, no); fill_nan(lf, nl);
+    attention_forward(&ctx, of, lf, qkvf, B, T, H, hd);
+    snprintf(name, sizeof name, "attn fwd out NMSE %s", sh);
+    t_check(name, t_nmse_fd(of, ref, no), nmse_bound(hd + T + 8));
+    snprintf(name, sizeof name, "attn fwd lse NMSE %s", sh);
+    t_check(name, t_nmse_fd(lf, lref, nl), nmse_bound(hd + T + 8));
+
+    double* dref = dalloc(nq);
+    float* df = falloc(nq);
+    ref_attn_bwd(dref, R, qkv, B, T, H, hd);
+    fill_nan(df, nq);  /* dqkv must be overwritten */
+    attention_backward(&ctx, df, Rf, qkvf, of, lf, B, T, H, hd);
+    double Kb = 2.0 * (hd + T) + 16;  /* chain: S (hd), P (exp), dP (hd), dS, dQ/dK/dV (T) */
+    const char* pn[3] = {"q", "k", "v"};
+    float* pf = falloc(no);
+    double *pd = dalloc(no), *g = dalloc(nq), *pg = dalloc(no);
+    for (int part = 0; part < 3; part++) {
+        gather_f(pf, df, BT, C, part);
+        gather_d(pd, dref, BT, C, part);
+        snprintf(name, sizeof name, "attn bwd d%s NMSE %s", pn[part], sh);
+        t_check(name, t_nmse_fd(pf, pd, no), nmse_bound(Kb));
+    }
+    if (fd) {
+        AttFD f = {qkv, R, dalloc(no), B, T, H, hd};
+        t_fd_grad(attn_loss, &f, qkv, nq, g);
+        for (int part = 0; part < 3; part++) {
+            gather_f(pf, df, BT, C, part);
+            gather_d(pg, g, BT, C, part);
+            if (T == 1 && part < 2) {
+                /* one key: softmax ≡ 1, so dq = dk = 0 exactly in double; fp32 leaves only
+                 * the rounding of dP − D (two length-hd dots): |d| ≤ 2·hd·u·max|dv|·max|k| */
+                double mx = 0, mv = 0, mk = 0;
+                for (long i = 0; i < no; i++) mx = fmax(mx, fabs(pf[i]));
+                for (long i = 0; i < nq; i++) { mv = fmax(mv, fabs(df[i])); mk = fmax(mk, fabs(qkvf[i])); }
+                snprintf(name, sizeof name, "attn grad %s ~ 0 for T=1 (max abs) %s", pn[part], sh);
+                t_check(name, mx, 2.0 * hd * U * mv * mk + 1e-30);
+                continue;
+            }
+            snprintf(name, sizeof name, "attn grad %s vs FD %s", pn[part], sh);
+            t_check(name, t_grad_score_fd(pf, pg, no), grad_bound(Kb));
+        }
+        free(f.tmp);
+    }
+
+    /* thread-count independence */
+    {
+        float *o1 = falloc(no), *l1 = falloc(nl), *d1 = falloc(nq);
+        float *o2 = falloc(no), *l2 = falloc(nl), *d2 = falloc(nq);
+        set_threads(1);
+        attention_forward(&ctx, o1, l1, qkvf, B, T, H, hd);
+        attention_backward(&ctx, d1, Rf, qkvf, o1, l1, B, T, H, hd);
+        set_threads(2);
+        attention_forward(&ctx, o2, l2, qkvf, B, T, H, hd);
+        attention_backward(&ctx, d2, Rf, qkvf, o2, l2, B, T, H, hd);
+        snprintf(name, sizeof name, "attn bit-identical with 1 and 2 threads %s", sh);
+        t_true(name, !memcmp(o1, o2, no * 4) && !memcmp(l1, l2, nl * 4) && !memcmp(d1, d2, nq * 4));
+        free(o1); free(l1); free(d1); free(o2); free(l2); free(d2);
+    }
+    free(qkv); free(R); free(ref); free(lref); free(qkvf); free(Rf); free(of); free(lf);
+    free(dref); free(df); free(pf); free(pd); free(g); free(pg);
+}
+
+/* ---- timing (informational only, never a pass/fail criterion) --------------------------- */
+static void timing(void) {
+    TRng r = {99};
+    {
+        int N = 1576, IC = 384, OC = 1536;
+        float *x = falloc((long)N * IC), *W = falloc((long)OC * IC), *b = falloc(OC);
+        float *o = falloc((long)N * OC), *dx = falloc((long)N * IC), *dW = falloc((long)OC * IC);
+        float *db = falloc(OC);
+        for (long i = 0; i < (long)N * IC; i++) x[i] = (float)trng_normal(&r);
+        for (long i = 0; i < (long)OC * IC; i++) W[i] = (float)trng_normal(&r) * 0.05f;
+        linear_forward(&ctx, o, x, W, b, N, IC, OC);  /* warm-up */
+        int reps = 5;
+        double t0 = omp_get_wtime();
+        for (int k = 0; k < reps; k++) linear_forward(&ctx, o, x, W, b, N, IC, OC);
+        double t1 = omp_get_wtime();
+        for (int k = 0; k < reps; k++) linear_backward(&ctx, dx, dW, db, o, x, W, N, IC, OC);
+        double t2 = omp_get_wtime();
+        double gf = 2.0 * N * IC * OC * 1e-9;
+        printf("TIME linear N=%d IC=%d OC=%d: fwd %.2f ms (%.1f GFLOP/s), bwd %.2f ms (%.1f GFLOP/s), %d threads\n",
+               N, IC, OC, (t1 - t0) / reps * 1e3, gf * reps / (t1 - t0), (t2 - t1) / reps * 1e3,
+               2 * gf * reps / (t2 - t1), omp_get_max_threads());
+        free(x); free(W); free(b); free(o); free(dx); free(dW); free(db);
+    }
+    {
+        int B = 8, T = 197, H = 6, hd = 64, C = H * hd;
+        long nq = (long)B * T * 3 * C, no = (long)B * T * C;
+        float *qkv = falloc(nq), *o = falloc(no), *l = falloc((long)B * H * T), *d = falloc(nq);
+        for (long i = 0; i < nq; i++) qkv[i] = (float)trng_normal(&r);
+        attention_forward(&ctx, o, l, qkv, B, T, H, hd);
+        attention_backward(&ctx, d, o, qkv, o, l, B, T, H, hd);
+        int reps = 5;
+        double t0 = omp_get_wtime();
+        for (int k = 0; k < reps; k++) attention_forward(&ctx, o, l, qkv, B, T, H, hd);
+        double t1 = omp_get_wtime();
+        for (int k = 0; k < reps; k++) attention_backward(&ctx, d, o, qkv, o, l, B, T, H, hd);
+        double t2 = omp_get_wtime();
+        printf("TIME attention B=%d T=%d H=%d hd=%d: fwd %.2f ms, bwd %.2f ms\n",
+               B, T, H, hd, (t1 - t0) / reps * 1e3, (t2 - t1) / reps * 1e3);
+        free(qkv); free(o); free(l); free(d);
+    }
+}
+
+int main(void) {
+    if (ctx_open(&ctx, "cpu", 2, 1)) return 1;
+    test_linear(13, 7, 5, 1, 1, 1);
+    test_linear(13, 7, 5, 0, 1, 2);
+    test_linear(1, 1, 1, 1, 1, 3);
+    test_linear(33, 17, 40, 1, 1, 4);
+    test_linear(197, 384, 192, 1, 0, 5);
+
+    test_attention(2, 13, 3, 5, 1, 1.0, 11);
+    test_attention(1, 1, 2, 4, 1, 1.0, 12);
+    test_attention(1, 64, 2, 8, 1, 1.0, 13);
+    test_attention(2, 7, 1, 3, 1, 4.0, 14);  /* large scores: peaked softmax, max-subtraction */
+    test_attention(2, 197, 6, 64, 0, 1.0, 15);
+
+    timing();
+    ctx_close(&ctx);
+    return t_summary();
+}
