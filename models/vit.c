@@ -217,6 +217,30 @@ VitBytes vit_bytes(const Vit* m) {
     return b;
 }
 
+int vit_opt_ranges(const Vit* m, float wd, float layer_decay, OptRange* out) {
+    int top = m->cfg.depth + 1;
+    for (int i = 0; i < m->n_params; i++) {
+        const VitParam* p = &m->params[i];
+        out[i].offset = p->offset;
+        out[i].numel = p->numel;
+        out[i].lr_scale = layer_decay > 0 && layer_decay != 1 ? powf(layer_decay, (float)(top - p->layer_id)) : 1.0f;
+        out[i].weight_decay = p->no_decay ? 0.0f : wd;
+        out[i].frozen = !p->trainable;
+    }
+    return m->n_params;
+}
+
+static double mib(size_t b) { return b / 1048576.0; }
+
+void vit_print_memory(const Vit* m) {
+    VitBytes b = vit_bytes(m);
+    printf("memory (batch %d, %d tokens): params %.1f MiB (%ld floats), grads %.1f MiB, "
+           "AdamW state %.1f MiB, activations %.1f MiB, scratch %.1f MiB, total %.1f MiB\n",
+           m->max_batch, m->T, mib(b.params), m->n_floats, mib(b.grads), mib(b.optimizer),
+           mib(b.activations), mib(b.scratch),
+           mib(b.params + b.grads + b.optimizer + b.activations + b.scratch));
+}
+
 /* ---- init ----------------------------------------------------------------------------- */
 
 /* Fixed sin-cos embedding [ncls + P, dim], cls row zero (MAE). The dim is split into one

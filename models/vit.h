@@ -15,6 +15,7 @@
 #define VITA_VIT_H
 
 #include "../kernels/ops.h"
+#include "../engine/optim.h"
 
 #define VIT_MAX_DEPTH 48
 #define VIT_MAX_CHANNELS 8
@@ -126,8 +127,16 @@ void vit_backward(Vit* m, const float* img, const float* extra_vals, const float
                   const float* const* d_blocks, float* d_img);
 void vit_zero_grad(Vit* m);
 
+/* One optimizer range per parameter (out has room for m->n_params): lr scale
+ * layer_decay^(depth + 1 - layer_id) (timm's layer-wise decay: stem 0, block i -> i + 1,
+ * final norm depth + 1 -> scale 1), weight decay wd except 1-D params, pos_embed and
+ * cls/register tokens (0); the fixed sin-cos pos_embed is frozen. Returns the count. */
+int vit_opt_ranges(const Vit* m, float wd, float layer_decay, OptRange* out);
+
 /* bytes held, for the memory report printed before the first step */
 typedef struct { size_t params, grads, optimizer, activations, scratch; } VitBytes;
 VitBytes vit_bytes(const Vit* m);
+/* prints parameter, gradient, optimizer and activation bytes for the allocated batch */
+void vit_print_memory(const Vit* m);
 
 #endif

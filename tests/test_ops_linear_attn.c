@@ -4,14 +4,27 @@
  *
  * Derived thresholds (u = 2^-24, the fp32 unit roundoff; inputs are identical floats on
  * both sides, so only the op's own rounding is measured):
- *  - NMSE of a length-K fp32 dot product: the worst-case error of one element is K·u·Σ|a_i b_i|,
- *    and for random data (Σ|a_i b_i|)² / (Σ a_i b_i)² ≈ (2/π)²·K, so
- *    NMSE ≤ nmse_bound(K) = 0.41·K³·u². For a chain of ops K is the sum of the chain's
- *    reduction lengths (attention forward: hd + T + 8 for exp/log/normalisation).
+ *  - NMSE of a length-K fp32 dot product: with random-walk rounding the expected NMSE is
+ *    ≈ K·u²/2; with all K roundings aligned (worst case) it is ≈ 0.6·K³·u². nmse_bound(K) =
+ *    10·K²·u² lies between: ≥ 20× the expected value for every K, yet one wrong term out of
+ *    K (NMSE ≈ 1/K) still fails by orders of magnitude. For a chain of ops K is the sum of the
+ *    chain's reduction lengths (attention forward hd + T + 8 for exp/log/normalisation,
+ *    backward 2(hd + T) + 16).
  *  - Gradient score (mean |a−b|/(|a|+|b|+floor)): with per-element error ε = K·u relative to
  *    the typical magnitude, entries of size |x| contribute ε/|x|; averaging over normally
  *    distributed entries gives ≈ ε·(1 + ln(1/ε)). The float64 central difference adds
  *    ~1e-9 relative (h = 1e-5: h² truncation, 1e-16/h rounding). grad_bound(K) is the sum.
+ *    The score assumes no cancellation. In a nearly one-hot softmax row (the qscale = 4 case)
+ *    dq = scale·Σ_j p_ij (dp_ij − D_i) k_j is a difference of nearly equal terms: the exact
+ *    value is ~1e-12 while fp32 leaves u·|dp| ~ 1e-7, which the score counts as O(0.1) per
+ *    entry (as it would for PyTorch fp32). That case is therefore held to NMSE against the
+ *    finite differences (and against the float64 analytic backward) only.
+ *  - Thread counts: vita's own loops have fixed orders (rows independent, sums in index
+ *    order), so results must be bit-identical for 1 and 2 OpenMP threads and run to run.
+ *    OpenBLAS 0.3.21 (Haswell kernels) is NOT bit-identical between 1 and 2 of its own threads
+ *    for M, N ≳ 64 (its thread split changes which rows go through edge micro-kernels); the
+ *    test prints a NOTE with the count instead of failing: deterministic runs need a fixed
+ *    thread count, which DESIGN.md §3 already prescribes.
  */
 #include "../kernels/ops.h"
 #include "testing.h"
@@ -21,7 +34,7 @@
 
 static Ctx ctx;
 static const double U = 1.0 / 16777216.0;
-static double nmse_bound(double K) { return 0.41 * K * K * K * U * U; }
+static double nmse_bound(double K) { return 10.0 * K * K * U * U; }
 static double grad_bound(double K) { double e = K * U; return e * (1.0 + log(1.0 / e)) + 1e-8; }
 
 static void set_threads(int n) { omp_set_num_threads(n); openblas_set_num_threads(n); }
@@ -131,21 +144,36 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
         free(G0); free(dW2); free(db2);
     }
 
-    /* thread-count independence: bit-identical with 1 vs 2 OpenMP + OpenBLAS threads */
+    /* thread-count independence, see the header: our loops vs OpenMP threads (must hold),
+     * run to run (must hold), OpenBLAS threads (reported only) */
     {
-        float *o1 = falloc(no), *x1 = falloc(nx), *w1 = falloc(nw), *b1 = falloc(OC);
-        float *o2 = falloc(no), *x2 = falloc(nx), *w2 = falloc(nw), *b2 = falloc(OC);
-        set_threads(1);
-        linear_forward(&ctx, o1, xf, Wf, bbf, N, IC, OC);
-        linear_backward(&ctx, x1, w1, b1, Rf, xf, Wf, N, IC, OC);
+        long sz[4] = {no, nx, nw, OC};
+        float* buf[4][4];
+        for (int k = 0; k < 4; k++)
+            for (int q = 0; q < 4; q++) buf[k][q] = falloc(sz[q]);
+        const int th[4][2] = {{1, 2}, {2, 2}, {2, 2}, {2, 1}};  /* {omp, blas} per run */
+        for (int k = 0; k < 4; k++) {
+            omp_set_num_threads(th[k][0]); openblas_set_num_threads(th[k][1]);
+            linear_forward(&ctx, buf[k][0], xf, Wf, bbf, N, IC, OC);
+            linear_backward(&ctx, buf[k][1], buf[k][2], buf[k][3], Rf, xf, Wf, N, IC, OC);
+        }
         set_threads(2);
-        linear_forward(&ctx, o2, xf, Wf, bbf, N, IC, OC);
-        linear_backward(&ctx, x2, w2, b2, Rf, xf, Wf, N, IC, OC);
-        int same = !memcmp(o1, o2, no * 4) && !memcmp(x1, x2, nx * 4) &&
-                   !memcmp(w1, w2, nw * 4) && !memcmp(b1, b2, OC * 4);
-        snprintf(name, sizeof name, "linear bit-identical with 1 and 2 threads N=%d IC=%d OC=%d", N, IC, OC);
-        t_true(name, same);
-        free(o1); free(x1); free(w1); free(b1); free(o2); free(x2); free(w2); free(b2);
+        long diff[3] = {0, 0, 0};  /* runs 0, 2, 3 against run 1 */
+        for (int k = 0, j = 0; k < 4; k++) {
+            if (k == 1) continue;
+            for (int q = 0; q < 4; q++)
+                for (long i = 0; i < sz[q]; i++) diff[j] += memcmp(&buf[k][q][i], &buf[1][q][i], 4) != 0;
+            j++;
+        }
+        snprintf(name, sizeof name, "linear bit-identical, 1 vs 2 OpenMP threads N=%d IC=%d OC=%d", N, IC, OC);
+        t_true(name, diff[0] == 0);
+        snprintf(name, sizeof name, "linear bit-identical run to run N=%d IC=%d OC=%d", N, IC, OC);
+        t_true(name, diff[1] == 0);
+        if (diff[2])
+            printf("NOTE linear: %ld of %ld outputs differ between 1 and 2 OpenBLAS threads "
+                   "(OpenBLAS sgemm, not vita's loops)\n", diff[2], no + nx + nw + OC);
+        for (int k = 0; k < 4; k++)
+            for (int q = 0; q < 4; q++) free(buf[k][q]);
     }
     free(x); free(W); free(b); free(R); free(ref); free(dx); free(dW); free(db);
     free(xf); free(Wf); free(bf); free(Rf); free(of); free(dxf); free(dWf); free(dbf);
@@ -296,25 +324,45 @@ static void test_attention(int B, int T, int H, int hd, int fd, double qscale, u
                 t_check(name, mx, 2.0 * hd * U * mv * mk + 1e-30);
                 continue;
             }
-            snprintf(name, sizeof name, "attn grad %s vs FD %s", pn[part], sh);
+            /* NMSE against FD: holds for any softmax sharpness */
+            snprintf(name, sizeof name, "attn grad %s vs FD, NMSE %s", pn[part], sh);
+            t_check(name, t_nmse_fd(pf, pg, no), nmse_bound(Kb));
+            if (qscale > 1.0) continue;  /* peaked rows: see the header */
+            snprintf(name, sizeof name, "attn grad %s vs FD, score %s", pn[part], sh);
             t_check(name, t_grad_score_fd(pf, pg, no), grad_bound(Kb));
         }
         free(f.tmp);
     }
 
-    /* thread-count independence */
+    /* thread-count independence, as for linear */
     {
-        float *o1 = falloc(no), *l1 = falloc(nl), *d1 = falloc(nq);
-        float *o2 = falloc(no), *l2 = falloc(nl), *d2 = falloc(nq);
-        set_threads(1);
-        attention_forward(&ctx, o1, l1, qkvf, B, T, H, hd);
-        attention_backward(&ctx, d1, Rf, qkvf, o1, l1, B, T, H, hd);
+        long sz[3] = {no, nl, nq};
+        float* buf[4][3];
+        for (int k = 0; k < 4; k++)
+            for (int q = 0; q < 3; q++) buf[k][q] = falloc(sz[q]);
+        const int th[4][2] = {{1, 2}, {2, 2}, {2, 2}, {2, 1}};
+        for (int k = 0; k < 4; k++) {
+            omp_set_num_threads(th[k][0]); openblas_set_num_threads(th[k][1]);
+            attention_forward(&ctx, buf[k][0], buf[k][1], qkvf, B, T, H, hd);
+            attention_backward(&ctx, buf[k][2], Rf, qkvf, buf[k][0], buf[k][1], B, T, H, hd);
+        }
         set_threads(2);
-        attention_forward(&ctx, o2, l2, qkvf, B, T, H, hd);
-        attention_backward(&ctx, d2, Rf, qkvf, o2, l2, B, T, H, hd);
-        snprintf(name, sizeof name, "attn bit-identical with 1 and 2 threads %s", sh);
-        t_true(name, !memcmp(o1, o2, no * 4) && !memcmp(l1, l2, nl * 4) && !memcmp(d1, d2, nq * 4));
-        free(o1); free(l1); free(d1); free(o2); free(l2); free(d2);
+        long diff[3] = {0, 0, 0};
+        for (int k = 0, j = 0; k < 4; k++) {
+            if (k == 1) continue;
+            for (int q = 0; q < 3; q++)
+                for (long i = 0; i < sz[q]; i++) diff[j] += memcmp(&buf[k][q][i], &buf[1][q][i], 4) != 0;
+            j++;
+        }
+        snprintf(name, sizeof name, "attn bit-identical, 1 vs 2 OpenMP threads %s", sh);
+        t_true(name, diff[0] == 0);
+        snprintf(name, sizeof name, "attn bit-identical run to run %s", sh);
+        t_true(name, diff[1] == 0);
+        if (diff[2])
+            printf("NOTE attn: %ld of %ld outputs differ between 1 and 2 OpenBLAS threads "
+                   "(OpenBLAS sgemm, not vita's loops)\n", diff[2], no + nl + nq);
+        for (int k = 0; k < 4; k++)
+            for (int q = 0; q < 3; q++) free(buf[k][q]);
     }
     free(qkv); free(R); free(ref); free(lref); free(qkvf); free(Rf); free(of); free(lf);
     free(dref); free(df); free(pf); free(pd); free(g); free(pg);

@@ -23,8 +23,11 @@ static int t_passed = 0, t_failed = 0;
 static inline int t_check(const char* what, double value, double threshold) {
     int ok = (value == value) && value <= threshold;
     if (ok) t_passed++; else t_failed++;
-    printf("%s %-58s %11.3e  (%6.2f%% of %.1e)\n", ok ? "PASS" : "FAIL", what, value,
-           100.0 * value / threshold, threshold);
+    if (threshold > 0)
+        printf("%s %-58s %11.3e  (%6.2f%% of %.1e)\n", ok ? "PASS" : "FAIL", what, value,
+               100.0 * value / threshold, threshold);
+    else
+        printf("%s %-58s %11.3e  (must be exactly 0)\n", ok ? "PASS" : "FAIL", what, value);
     fflush(stdout);
     return ok;
 }
