@@ -110,7 +110,7 @@ bench: deps
 	@sh bench/run.sh $(BUILD)
 
 demo: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench/encoder $(BUILD)/tests/test_vit_model
+	@$(MAKE) --no-print-directory all $(BUILD)/tests/slow_learning $(BUILD)/tests/test_vit_model
 	@sh scripts/demo.sh $(BUILD)
 
 clean:
