@@ -97,7 +97,8 @@ void layernorm_backward(Ctx* c, float* dx, float* dw, float* db, const float* do
                         const float* x, const float* w, const float* mean, const float* rstd,
                         int N, int C);
 
-/* ---- linear: out [N, OC] = x [N, IC] W^T + bias (bias may be NULL) -------------------- */
+/* ---- linear: out [N, OC] = x [N, IC] W^T + bias (bias may be NULL) --------------------
+ * backward: dx, dW, dbias may each be NULL (skipped); x is read only for dW. */
 void linear_forward(Ctx* c, float* out, const float* x, const float* W, const float* bias,
                     int N, int IC, int OC);
 void linear_backward(Ctx* c, float* dx, float* dW, float* dbias, const float* dout,

@@ -149,19 +149,19 @@ void vit_zero_grad(Vit* m) { dev_zero(m->ctx, m->g, m->n_floats * sizeof(float))
 void vit_alloc_activations(Vit* m, int max_batch) {
     const VitConfig* c = &m->cfg;
     long N = (long)max_batch * m->T, D = c->dim, H = c->heads, hid = m->hidden;
+    long wide = hid > 3 * D ? hid : 3 * D;
     int ls = c->layerscale_init > 0;
-    long per_block = N * D * 5 /* ln1 att x_mid ln2 x_out */ + N * 3 * D + N * 2 * hid +
+    long per_block = N * D * 5 /* ln1 att x_mid ln2 x_out */ + N * 3 * D + N * hid +
                      N * 4 /* means, rstds */ + (long)max_batch * H * m->T +
                      (ls ? 2 * N * D : 0);
     long total = (long)max_batch * m->P * (m->Kp + D) /* patches, pe */ +
                  (long)c->num_extra * max_batch * D + N * D * 2 /* x0, out */ + 2 * N +
                  c->depth * per_block + (long)c->depth * 2 * max_batch;
-    long scratch = N * D * 3 /* d_res d_a d_b */ + N * (hid > 3 * D ? hid : 3 * D) * 2 +
-                   (long)max_batch * m->P * (m->Kp + D) + (long)c->num_extra * max_batch * D +
-                   N * D /* forward scratch */;
+    long scratch = N * hid + N * D * 3 + N * wide;
     if (m->acts) dev_free(m->ctx, m->acts);
     m->acts = dev_alloc(m->ctx, (total + scratch) * sizeof(float));
     m->act_floats = total;
+    m->scratch_floats = scratch;
     m->max_batch = max_batch;
     float* p = m->acts;
 #define CARVE(ptr, n) do { (ptr) = p; p += (n); } while (0)
@@ -178,20 +178,15 @@ void vit_alloc_activations(Vit* m, int max_batch) {
         CARVE(a->qkv, N * 3 * D); CARVE(a->att, N * D); CARVE(a->lse, (long)max_batch * H * m->T);
         CARVE(a->x_mid, N * D);
         CARVE(a->ln2, N * D); CARVE(a->ln2_mean, N); CARVE(a->ln2_rstd, N);
-        CARVE(a->fc1, N * hid); CARVE(a->gelu, N * hid);
+        CARVE(a->fc1, N * hid);
         CARVE(a->x_out, N * D);
         if (ls) { CARVE(a->proj, N * D); CARVE(a->fc2, N * D); }
         else a->proj = a->fc2 = NULL;
     }
     CARVE(m->dp_scale, (long)c->depth * 2 * max_batch);
-    /* scratch: reused every step, not saved across forward/backward */
-    long wide = hid > 3 * D ? hid : 3 * D;
+    CARVE(m->gelu_buf, N * hid);
     CARVE(m->d_res, N * D); CARVE(m->d_a, N * D); CARVE(m->d_b, N * D);
-    CARVE(m->d_hid, N * wide); CARVE(m->d_qkv, N * wide);
-    CARVE(m->d_patches, (long)max_batch * m->P * m->Kp);
-    CARVE(m->d_pe, (long)max_batch * m->P * D);
-    CARVE(m->d_extra, (long)c->num_extra * max_batch * D);
-    CARVE(m->scratch, N * D);
+    CARVE(m->d_wide, N * wide);
 #undef CARVE
     CHECK(p == m->acts + total + scratch, "activation carving mismatch");
 }
@@ -210,10 +205,7 @@ VitBytes vit_bytes(const Vit* m) {
     b.grads = b.params;
     b.optimizer = 2 * b.params;   /* AdamW m and v */
     b.activations = m->act_floats * sizeof(float);
-    long N = (long)m->max_batch * m->T, D = m->cfg.dim;
-    long wide = m->hidden > 3 * D ? m->hidden : 3 * D;
-    b.scratch = (N * D * 4 + N * wide * 2 + (long)m->max_batch * m->P * (m->Kp + D) +
-                 (long)m->cfg.num_extra * m->max_batch * D) * sizeof(float) + m->ctx->ws_bytes;
+    b.scratch = m->scratch_floats * sizeof(float) + m->ctx->ws_bytes;
     return b;
 }
 
@@ -340,23 +332,23 @@ void vit_forward(Vit* m, const float* img, const float* extra_vals, int B) {
     for (int l = 0; l < c->depth; l++) {
         const VitBlockTensors* bw = &w->blocks[l];
         VitBlockActs* a = &m->blk[l];
-        float* br = a->proj ? a->proj : m->scratch;
+        /* branch outputs are written straight into the next residual stream buffer, which
+         * then receives the residual: no per-block temporaries */
         layernorm_forward(x, a->ln1, a->ln1_mean, a->ln1_rstd, xin, bw->norm1_w, bw->norm1_b, N, D, c->ln_eps);
         linear_forward(x, a->qkv, a->ln1, bw->qkv_w, bw->qkv_b, N, D, 3 * D);
         attention_forward(x, a->att, a->lse, a->qkv, B, T, c->heads, m->head_dim);
-        linear_forward(x, br, a->att, bw->proj_w, bw->proj_b, N, D, D);
-        if (bw->ls1) { layerscale_forward(x, m->scratch, br, bw->ls1, N, D); br = m->scratch; }
-        if (dp_active(m)) drop_path_forward(x, br, br, m->dp_scale + (long)l * 2 * B, B, (long)T * D);
-        add_forward(x, a->x_mid, xin, br, (long)N * D);
+        linear_forward(x, a->proj ? a->proj : a->x_mid, a->att, bw->proj_w, bw->proj_b, N, D, D);
+        if (bw->ls1) layerscale_forward(x, a->x_mid, a->proj, bw->ls1, N, D);
+        if (dp_active(m)) drop_path_forward(x, a->x_mid, a->x_mid, m->dp_scale + (long)l * 2 * B, B, (long)T * D);
+        add_forward(x, a->x_mid, a->x_mid, xin, (long)N * D);
 
-        br = a->fc2 ? a->fc2 : m->scratch;
         layernorm_forward(x, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, bw->norm2_w, bw->norm2_b, N, D, c->ln_eps);
         linear_forward(x, a->fc1, a->ln2, bw->fc1_w, bw->fc1_b, N, D, m->hidden);
-        gelu_forward(x, a->gelu, a->fc1, (long)N * m->hidden);
-        linear_forward(x, br, a->gelu, bw->fc2_w, bw->fc2_b, N, m->hidden, D);
-        if (bw->ls2) { layerscale_forward(x, m->scratch, br, bw->ls2, N, D); br = m->scratch; }
-        if (dp_active(m)) drop_path_forward(x, br, br, m->dp_scale + (long)l * 2 * B + B, B, (long)T * D);
-        add_forward(x, a->x_out, a->x_mid, br, (long)N * D);
+        gelu_forward(x, m->gelu_buf, a->fc1, (long)N * m->hidden);
+        linear_forward(x, a->fc2 ? a->fc2 : a->x_out, m->gelu_buf, bw->fc2_w, bw->fc2_b, N, m->hidden, D);
+        if (bw->ls2) layerscale_forward(x, a->x_out, a->fc2, bw->ls2, N, D);
+        if (dp_active(m)) drop_path_forward(x, a->x_out, a->x_out, m->dp_scale + (long)l * 2 * B + B, B, (long)T * D);
+        add_forward(x, a->x_out, a->x_out, a->x_mid, (long)N * D);
         xin = a->x_out;
     }
     layernorm_forward(x, m->out, m->out_mean, m->out_rstd, xin, w->norm_w, w->norm_b, N, D, c->ln_eps);
@@ -402,9 +394,10 @@ void vit_backward(Vit* m, const float* img, const float* extra_vals, const float
         /* MLP branch */
         const float* dy = branch_grad(m, m->d_res, bw->ls2, bg->ls2, a->fc2,
                                       m->dp_scale + (long)l * 2 * B + B, m->d_a);
-        linear_backward(x, m->d_hid, bg->fc2_w, bg->fc2_b, dy, a->gelu, bw->fc2_w, N, hid, D);
-        gelu_backward(x, m->d_hid, m->d_hid, a->fc1, (long)N * hid);
-        linear_backward(x, m->d_b, bg->fc1_w, bg->fc1_b, m->d_hid, a->ln2, bw->fc1_w, N, D, hid);
+        gelu_forward(x, m->gelu_buf, a->fc1, (long)N * hid);   /* recomputed, not stored */
+        linear_backward(x, m->d_wide, bg->fc2_w, bg->fc2_b, dy, m->gelu_buf, bw->fc2_w, N, hid, D);
+        gelu_backward(x, m->d_wide, m->d_wide, a->fc1, (long)N * hid);
+        linear_backward(x, m->d_b, bg->fc1_w, bg->fc1_b, m->d_wide, a->ln2, bw->fc1_w, N, D, hid);
         layernorm_backward(x, m->d_a, bg->norm2_w, bg->norm2_b, m->d_b, a->x_mid, bw->norm2_w,
                            a->ln2_mean, a->ln2_rstd, N, D);
         add_forward(x, m->d_res, m->d_res, m->d_a, ND);
@@ -413,24 +406,27 @@ void vit_backward(Vit* m, const float* img, const float* extra_vals, const float
         dy = branch_grad(m, m->d_res, bw->ls1, bg->ls1, a->proj, m->dp_scale + (long)l * 2 * B,
                          m->d_a);
         linear_backward(x, m->d_b, bg->proj_w, bg->proj_b, dy, a->att, bw->proj_w, N, D, D);
-        attention_backward(x, m->d_qkv, m->d_b, a->qkv, a->att, a->lse, B, T, c->heads, m->head_dim);
-        linear_backward(x, m->d_b, bg->qkv_w, bg->qkv_b, m->d_qkv, a->ln1, bw->qkv_w, N, D, 3 * D);
+        attention_backward(x, m->d_wide, m->d_b, a->qkv, a->att, a->lse, B, T, c->heads, m->head_dim);
+        linear_backward(x, m->d_b, bg->qkv_w, bg->qkv_b, m->d_wide, a->ln1, bw->qkv_w, N, D, 3 * D);
         layernorm_backward(x, m->d_a, bg->norm1_w, bg->norm1_b, m->d_b, xin, bw->norm1_w,
                            a->ln1_mean, a->ln1_rstd, N, D);
         add_forward(x, m->d_res, m->d_res, m->d_a, ND);
     }
 
-    /* embedding: d_res = d(x0) */
+    /* embedding: d_res = d(x0); the patch-token and extra-token gradients reuse d_a, d_b */
+    float *d_pe = m->d_a, *d_extra = m->d_b;
     if (m->ncls) pos_embed_add_backward(x, g->pos, m->d_res, B, T, D, 0, 1, 0);
     pos_embed_add_backward(x, g->pos, m->d_res, B, T, D, T - m->P, m->P, m->ncls);
-    tokens_concat_backward(x, g->cls, g->reg, E ? m->d_extra : NULL, m->d_pe, m->d_res, B,
+    tokens_concat_backward(x, g->cls, g->reg, E ? d_extra : NULL, d_pe, m->d_res, B,
                            c->num_registers, E, m->P, D);
     for (int e = 0; e < E; e++)
-        linear_backward(x, NULL, g->extra_w[e], g->extra_b[e], m->d_extra + (long)e * B * D,
+        linear_backward(x, NULL, g->extra_w[e], g->extra_b[e], d_extra + (long)e * B * D,
                         extra_vals + (long)e * B, w->extra_w[e], B, 1, D);
-    linear_backward(x, d_img ? m->d_patches : NULL, g->patch_w, g->patch_b, m->d_pe, m->patches,
-                    w->patch_w, B * m->P, m->Kp, D);
-    if (d_img)
-        unpatchify_forward(x, d_img, m->d_patches, B, c->in_chans, c->img[0], c->img[1],
+    linear_backward(x, NULL, g->patch_w, g->patch_b, d_pe, m->patches, w->patch_w, B * m->P, m->Kp, D);
+    if (d_img) {
+        /* the patch rows are dead once the weight gradient is taken: reuse them for d(rows) */
+        linear_backward(x, m->patches, NULL, NULL, d_pe, NULL, w->patch_w, B * m->P, m->Kp, D);
+        unpatchify_forward(x, d_img, m->patches, B, c->in_chans, c->img[0], c->img[1],
                            c->img[2], c->patch[0], c->patch[1], c->patch[2]);
+    }
 }

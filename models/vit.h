@@ -76,8 +76,8 @@ typedef struct {
 
 typedef struct {               /* saved activations of one block */
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *proj;
-    float *x_mid, *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2, *x_out;
-} VitBlockActs;
+    float *x_mid, *ln2, *ln2_mean, *ln2_rstd, *fc1, *fc2, *x_out;
+} VitBlockActs;   /* proj, fc2 only with LayerScale; GELU(fc1) is recomputed in backward */
 
 typedef struct {
     VitConfig cfg;
@@ -91,14 +91,15 @@ typedef struct {
     VitTensors tw, tg;         /* named views of w and g */
     /* activations, for up to max_batch images */
     int max_batch, B;
-    long act_floats;
+    long act_floats, scratch_floats;
     float* acts;
     float *patches, *pe, *extra, *x0, *out, *out_mean, *out_rstd;
     VitBlockActs blk[VIT_MAX_DEPTH];
     float* dp_scale;           /* [depth][2][max_batch] drop-path scales, device */
-    /* backward scratch (device) */
-    float *d_res, *d_a, *d_b, *d_hid, *d_qkv, *d_patches, *d_pe, *d_extra;
-    float* scratch;            /* [N, dim] forward scratch when LayerScale is off */
+    /* scratch (device), shared by all blocks, dead between steps:
+     * gelu_buf [N, hidden] GELU(fc1) (forward, and recomputed in backward); d_res, d_a, d_b
+     * [N, dim]; d_wide [N, max(hidden, 3 dim)] (MLP then attention branch gradients) */
+    float *gelu_buf, *d_res, *d_a, *d_b, *d_wide;
     int training;              /* drop-path active */
     uint64_t dp_seed;          /* drop-path RNG stream position */
     uint64_t dp_counter;
@@ -122,7 +123,8 @@ void vit_forward(Vit* m, const float* img, const float* extra_vals, int B);
 const float* vit_block_output(const Vit* m, int l);
 /* d_out [B, T, dim]: gradient of the loss w.r.t. the final normed tokens (may be NULL);
  * d_blocks[l-1] (may be NULL, or entries NULL): extra gradient w.r.t. block l's output;
- * d_img (may be NULL): written with the input gradient. Parameter grads accumulate into m->g. */
+ * d_img (may be NULL): written with the input gradient (the saved patch rows are
+ * overwritten in the process, so call vit_forward again before another backward). Parameter grads accumulate into m->g. */
 void vit_backward(Vit* m, const float* img, const float* extra_vals, const float* d_out,
                   const float* const* d_blocks, float* d_img);
 void vit_zero_grad(Vit* m);
