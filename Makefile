@@ -10,7 +10,7 @@ HDF5_DIR ?=
 OPENBLAS_DIR ?=
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fno-strict-aliasing -MMD -MP
+CFLAGS   += -std=gnu11 -Wall -Wextra -fno-strict-aliasing -MMD -MP
 LDLIBS   := -lm -lpthread
 
 # ---- OpenMP ----------------------------------------------------------------------------
@@ -62,7 +62,7 @@ TESTS_FAST := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TESTS_SLOW := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/slow_*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all info deps test test-slow bench demo clean oracle
+.PHONY: all info deps test test-slow bench demo clean oracle oracle-big
 all: info $(BUILD)/vita
 
 info:
@@ -79,7 +79,7 @@ $(BUILD)/libvita.a: $(OBJ_LIB)
 $(BUILD)/vita: $(BUILD)/obj/engine/main.o $(BUILD)/libvita.a
 	$(CC) $(CFLAGS) -o $@ $^ $(HDF5_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libvita.a tests/testing.h
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libvita.a tests/testing.h tests/test_vit_oracle.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(HDF5_CFLAGS) -o $@ $< $(BUILD)/libvita.a $(HDF5_LIBS) $(LDLIBS)
 
@@ -95,6 +95,10 @@ oracle: deps
 	@mkdir -p $(BUILD)/oracle
 	$(PYTHON) tests/oracle/make_oracles.py $(BUILD)/oracle
 
+oracle-big: deps
+	@mkdir -p $(BUILD)/oracle
+	VITA_ORACLE_BIG=1 $(PYTHON) tests/oracle/make_oracles.py $(BUILD)/oracle
+
 test: deps
 	@$(MAKE) --no-print-directory all $(TESTS_FAST)
 	@$(MAKE) --no-print-directory oracle
@@ -102,7 +106,7 @@ test: deps
 
 test-slow: deps
 	@$(MAKE) --no-print-directory all $(TESTS_SLOW)
-	@$(MAKE) --no-print-directory oracle
+	@$(MAKE) --no-print-directory oracle-big
 	@sh tests/run.sh $(BUILD) slow
 
 bench: deps

@@ -16,13 +16,6 @@
 #include "../kernels/ops.h"
 #include "testing.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static const double U = 0x1p-24;
 static Ctx ctx;
 
 /* Gradient-score threshold for an analytic fp32 gradient that went through K fp32 roundings
@@ -34,68 +27,7 @@ static Ctx ctx;
  *     gradient is near 0 (cancellation) have a larger relative error, cut off by the floor
  *     at 1e-6 of the max: averaging 1/|g| over such a tail gives a factor ≲ ln(1e6) ≈ 14,
  *     doubled for safety -> 30 K U. */
-static double grad_thr(double K) { return 1e-6 + 30.0 * K * U; }
-
-/* ---- helpers ----------------------------------------------------------------------------- */
-static double* dnew(long n) { double* p = calloc(n ? n : 1, sizeof *p); if (!p) abort(); return p; }
-static float* fnew(long n) { float* p = calloc(n ? n : 1, sizeof *p); if (!p) abort(); return p; }
-
-typedef struct {
-    void (*ref)(const void* st, double* out);
-    const void* st;
-    double* out;
-    const double* R;
-    long n;
-} FdLoss;
-static double fd_loss(void* u) { FdLoss* f = u; f->ref(f->st, f->out); return t_dot(f->out, f->R, f->n); }
-
-/* FD gradient of f w.r.t. x[0..n) vs the analytic float gradient a */
-static double grad_score(FdLoss* f, double* x, long n, const float* a) {
-    double* g = dnew(n);
-    t_fd_grad(fd_loss, f, x, n, g);
-    double s = t_grad_score_fd(a, g, n);
-    free(g);
-    return s;
-}
-
-/* per-element |got - (g0 + 2 g1)| <= 2U (|g0| + 2|g1|): two fp32 additions onto a prefilled
- * buffer. Returns the max ratio; must be <= 1. */
-static double accum_ratio(const float* got, const float* g0, const float* g1, long n) {
-    double mx = 0;
-    for (long i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ((double)g0[i] + 2.0 * g1[i]));
-        double b = 2 * U * (fabs(g0[i]) + 2 * fabs(g1[i])) + 1e-300;
-        mx = fmax(mx, e / b);
-    }
-    return mx;
-}
-
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
-/* runs fn in a child process and expects exit status 2 (internal error via CHECK) */
-static void expect_exit2(const char* what, void (*fn)(void)) {
-    fflush(stdout); fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) { fn(); _exit(0); }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    t_true(what, WIFEXITED(st) && WEXITSTATUS(st) == 2);
-}
-
-/* float-only random fill (t_randn needs a double array) */
-static void frandn(TRng* rng, float* xf, long n, double scale) {
-    double* x = dnew(n);
-    t_randn(rng, x, xf, n, scale);
-    free(x);
-}
-
-static void fill_garbage(float* x, long n) { for (long i = 0; i < n; i++) x[i] = (i & 1) ? NAN : 1e30f; }
+static double grad_thr(double K) { return 1e-6 + 30.0 * K * T_U; }
 
 /* ======================================================================================= */
 /* patchify / unpatchify                                                                   */
@@ -136,8 +68,8 @@ static void test_patchify(TRng* rng) {
         const int* v = shapes[si];
         PatchSt s = { v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], NULL };
         long n = (long)s.B * s.C * s.D * s.H * s.W;
-        double *x = dnew(n), *ref = dnew(n), *R = dnew(n);
-        float *xf = fnew(n), *out = fnew(n), *back = fnew(n), *Rf = fnew(n), *g = fnew(n);
+        double *x = t_dnew(n), *ref = t_dnew(n), *R = t_dnew(n);
+        float *xf = t_fnew(n), *out = t_fnew(n), *back = t_fnew(n), *Rf = t_fnew(n), *g = t_fnew(n);
         t_randn(rng, x, xf, n, 1.0);
         t_randn(rng, R, Rf, n, 1.0);
         s.x = x;
@@ -152,20 +84,20 @@ static void test_patchify(TRng* rng) {
         unpatchify_forward(&ctx, back, out, s.B, s.C, s.D, s.H, s.W, s.pd, s.ph, s.pw);
         t_true("unpatchify(patchify(x)) == x bit-exact", !memcmp(back, xf, n * sizeof(float)));
         s.x = ref;                                /* the reference's own inverse, from patches */
-        double* img = dnew(n);
+        double* img = t_dnew(n);
         ref_unpatchify(&s, img);
         t_check("unpatchify NMSE vs reference (copy: exact)", t_nmse_fd(back, img, n), 0.0);
         free(img);
 
         /* d/dimg Σ patchify(img) R = unpatchify(R); and the other way round */
-        double* tmp = dnew(n);
+        double* tmp = t_dnew(n);
         s.x = x;
-        FdLoss f = { ref_patchify, &s, tmp, R, n };
+        TFdLoss f = { ref_patchify, &s, tmp, R, n };
         unpatchify_forward(&ctx, g, Rf, s.B, s.C, s.D, s.H, s.W, s.pd, s.ph, s.pw);
-        t_check("patchify grad (= unpatchify dout), copies: K=0", grad_score(&f, x, n, g), grad_thr(0));
-        FdLoss f2 = { ref_unpatchify, &s, tmp, R, n };
+        t_check("patchify grad (= unpatchify dout), copies: K=0", t_grad_score_ref(&f, x, n, g), grad_thr(0));
+        TFdLoss f2 = { ref_unpatchify, &s, tmp, R, n };
         patchify_forward(&ctx, g, Rf, s.B, s.C, s.D, s.H, s.W, s.pd, s.ph, s.pw);
-        t_check("unpatchify grad (= patchify dout), copies: K=0", grad_score(&f2, x, n, g), grad_thr(0));
+        t_check("unpatchify grad (= patchify dout), copies: K=0", t_grad_score_ref(&f2, x, n, g), grad_thr(0));
         free(tmp);
         free(x); free(ref); free(R); free(xf); free(out); free(back); free(Rf); free(g);
     }
@@ -207,13 +139,13 @@ static void test_tokens(TRng* rng) {
         const int B = s.B, C = s.C, T = s.ncls + s.R + s.E + s.P;
         long ncl = C, nreg = (long)s.R * C, nex = (long)s.E * B * C, npa = (long)B * s.P * C;
         long nout = (long)B * T * C;
-        double *cls = dnew(ncl), *reg = dnew(nreg), *ex = dnew(nex), *pa = dnew(npa);
-        float *clsf = fnew(ncl), *regf = fnew(nreg), *exf = fnew(nex), *paf = fnew(npa);
+        double *cls = t_dnew(ncl), *reg = t_dnew(nreg), *ex = t_dnew(nex), *pa = t_dnew(npa);
+        float *clsf = t_fnew(ncl), *regf = t_fnew(nreg), *exf = t_fnew(nex), *paf = t_fnew(npa);
         t_randn(rng, cls, clsf, ncl, 1.0); t_randn(rng, reg, regf, nreg, 1.0);
         t_randn(rng, ex, exf, nex, 1.0);   t_randn(rng, pa, paf, npa, 1.0);
         s.cls = cls; s.reg = reg; s.extra = ex; s.patches = pa;
-        double *ref = dnew(nout), *R = dnew(nout);
-        float *out = fnew(nout), *Rf = fnew(nout);
+        double *ref = t_dnew(nout), *R = t_dnew(nout);
+        float *out = t_fnew(nout), *Rf = t_fnew(nout);
         t_randn(rng, R, Rf, nout, 1.0);
         char name[128];
 
@@ -225,28 +157,28 @@ static void test_tokens(TRng* rng) {
         t_check(name, t_nmse_fd(out, ref, nout), 0.0);
 
         /* backward into zeroed / prefilled buffers */
-        float *dcls = fnew(ncl), *dreg = fnew(nreg), *dex = fnew(nex), *dpa = fnew(npa);
+        float *dcls = t_fnew(ncl), *dreg = t_fnew(nreg), *dex = t_fnew(nex), *dpa = t_fnew(npa);
         tokens_concat_backward(&ctx, s.ncls ? dcls : NULL, s.R ? dreg : NULL, s.E ? dex : NULL, dpa,
                                Rf, B, s.R, s.E, s.P, C);
-        double* tmp = dnew(nout);
-        FdLoss f = { ref_tokens, &s, tmp, R, nout };
+        double* tmp = t_dnew(nout);
+        TFdLoss f = { ref_tokens, &s, tmp, R, nout };
         /* dcls/dreg: sums of B float values: K = B-1 roundings */
-        if (s.ncls) t_check("tokens_concat dcls grad (sum over B: K=B-1)", grad_score(&f, cls, ncl, dcls), grad_thr(B - 1));
-        if (s.R) t_check("tokens_concat dreg grad (sum over B: K=B-1)", grad_score(&f, reg, nreg, dreg), grad_thr(B - 1));
-        if (s.E) t_check("tokens_concat dextra grad (copy: K=0)", grad_score(&f, ex, nex, dex), grad_thr(0));
-        t_check("tokens_concat dpatches grad (copy: K=0)", grad_score(&f, pa, npa, dpa), grad_thr(0));
+        if (s.ncls) t_check("tokens_concat dcls grad (sum over B: K=B-1)", t_grad_score_ref(&f, cls, ncl, dcls), grad_thr(B - 1));
+        if (s.R) t_check("tokens_concat dreg grad (sum over B: K=B-1)", t_grad_score_ref(&f, reg, nreg, dreg), grad_thr(B - 1));
+        if (s.E) t_check("tokens_concat dextra grad (copy: K=0)", t_grad_score_ref(&f, ex, nex, dex), grad_thr(0));
+        t_check("tokens_concat dpatches grad (copy: K=0)", t_grad_score_ref(&f, pa, npa, dpa), grad_thr(0));
 
         /* parameters accumulate: prefilled g0, two calls -> g0 + 2 g1; inputs overwrite */
-        float *g0c = fnew(ncl), *g0r = fnew(nreg), *acl = fnew(ncl), *are = fnew(nreg);
-        float *dex2 = fnew(nex), *dpa2 = fnew(npa);
-        frandn(rng, g0c, ncl, 1.0); frandn(rng, g0r, nreg, 1.0);
+        float *g0c = t_fnew(ncl), *g0r = t_fnew(nreg), *acl = t_fnew(ncl), *are = t_fnew(nreg);
+        float *dex2 = t_fnew(nex), *dpa2 = t_fnew(npa);
+        t_frandn(rng, g0c, ncl, 1.0); t_frandn(rng, g0r, nreg, 1.0);
         memcpy(acl, g0c, ncl * sizeof(float)); memcpy(are, g0r, nreg * sizeof(float));
-        fill_garbage(dex2, nex); fill_garbage(dpa2, npa);
+        t_fill_garbage(dex2, nex); t_fill_garbage(dpa2, npa);
         for (int rep = 0; rep < 2; rep++)
             tokens_concat_backward(&ctx, s.ncls ? acl : NULL, s.R ? are : NULL, s.E ? dex2 : NULL, dpa2,
                                    Rf, B, s.R, s.E, s.P, C);
-        if (s.ncls) t_check("tokens_concat dcls accumulates (ratio to 2U bound)", accum_ratio(acl, g0c, dcls, ncl), 1.0);
-        if (s.R) t_check("tokens_concat dreg accumulates (ratio to 2U bound)", accum_ratio(are, g0r, dreg, nreg), 1.0);
+        if (s.ncls) t_check("tokens_concat dcls accumulates (ratio to 2U bound)", t_accum_ratio(acl, g0c, dcls, ncl), 1.0);
+        if (s.R) t_check("tokens_concat dreg accumulates (ratio to 2U bound)", t_accum_ratio(are, g0r, dreg, nreg), 1.0);
         t_true("tokens_concat dextra/dpatches overwrite",
                !memcmp(dex2, dex, nex * sizeof(float)) && !memcmp(dpa2, dpa, npa * sizeof(float)));
 
@@ -260,14 +192,14 @@ static void test_tokens(TRng* rng) {
     {
         const int B = 9, R = 4, E = 3, P = 50, C = 200, T = 1 + R + E + P;
         long nout = (long)B * T * C;
-        float *dout = fnew(nout), *g[2][4];
-        frandn(rng, dout, nout, 1.0);
+        float *dout = t_fnew(nout), *g[2][4];
+        t_frandn(rng, dout, nout, 1.0);
         for (int k = 0; k < 2; k++) {
-            g[k][0] = fnew(C); g[k][1] = fnew((long)R * C); g[k][2] = fnew((long)E * B * C); g[k][3] = fnew((long)B * P * C);
-            set_threads(k ? 3 : 1);
+            g[k][0] = t_fnew(C); g[k][1] = t_fnew((long)R * C); g[k][2] = t_fnew((long)E * B * C); g[k][3] = t_fnew((long)B * P * C);
+            t_set_threads(k ? 3 : 1);
             tokens_concat_backward(&ctx, g[k][0], g[k][1], g[k][2], g[k][3], dout, B, R, E, P, C);
         }
-        set_threads(ctx.threads);
+        t_set_threads(ctx.threads);
         t_true("tokens_concat_backward bit-identical with 1 and 3 threads",
                !memcmp(g[0][0], g[1][0], C * sizeof(float)) && !memcmp(g[0][1], g[1][1], (long)R * C * sizeof(float)) &&
                !memcmp(g[0][2], g[1][2], (long)E * B * C * sizeof(float)) &&
@@ -303,8 +235,8 @@ static void test_pos_add(TRng* rng) {
         const int* v = shapes[si];
         PosSt s = { v[0], v[1], v[2], v[3], v[4], v[5], NULL, NULL };
         long nx = (long)s.B * s.T * s.C, np = (long)v[6] * s.C;
-        double *x = dnew(nx), *pos = dnew(np), *ref = dnew(nx), *R = dnew(nx);
-        float *xf = fnew(nx), *posf = fnew(np), *Rf = fnew(nx);
+        double *x = t_dnew(nx), *pos = t_dnew(np), *ref = t_dnew(nx), *R = t_dnew(nx);
+        float *xf = t_fnew(nx), *posf = t_fnew(np), *Rf = t_fnew(nx);
         t_randn(rng, x, xf, nx, 1.0); t_randn(rng, pos, posf, np, 1.0); t_randn(rng, R, Rf, nx, 1.0);
         s.x = x; s.pos = pos;
         char name[128];
@@ -312,33 +244,33 @@ static void test_pos_add(TRng* rng) {
         ref_pos_add(&s, ref);
         snprintf(name, sizeof name, "pos_embed_add NMSE B=%d T=%d C=%d t0=%d n=%d p0=%d (one add: U^2)",
                  s.B, s.T, s.C, s.t0, s.n, s.p0);
-        t_check(name, t_nmse_fd(xf, ref, nx), U * U);
+        t_check(name, t_nmse_fd(xf, ref, nx), T_U * T_U);
 
-        float* dpos = fnew(np);
+        float* dpos = t_fnew(np);
         pos_embed_add_backward(&ctx, dpos, Rf, s.B, s.T, s.C, s.t0, s.n, s.p0);
-        double* tmp = dnew(nx);
-        FdLoss f = { ref_pos_add, &s, tmp, R, nx };
-        t_check("pos_embed_add dpos grad (sum over B: K=B-1)", grad_score(&f, pos, np, dpos), grad_thr(s.B - 1));
+        double* tmp = t_dnew(nx);
+        TFdLoss f = { ref_pos_add, &s, tmp, R, nx };
+        t_check("pos_embed_add dpos grad (sum over B: K=B-1)", t_grad_score_ref(&f, pos, np, dpos), grad_thr(s.B - 1));
         /* dx is the identity (the op is in place; the engine passes dout through) */
-        t_check("pos_embed_add dx grad (identity: K=0)", grad_score(&f, x, nx, Rf), grad_thr(0));
+        t_check("pos_embed_add dx grad (identity: K=0)", t_grad_score_ref(&f, x, nx, Rf), grad_thr(0));
 
-        float *g0 = fnew(np), *acc = fnew(np);
-        frandn(rng, g0, np, 1.0);
+        float *g0 = t_fnew(np), *acc = t_fnew(np);
+        t_frandn(rng, g0, np, 1.0);
         memcpy(acc, g0, np * sizeof(float));
         for (int rep = 0; rep < 2; rep++) pos_embed_add_backward(&ctx, acc, Rf, s.B, s.T, s.C, s.t0, s.n, s.p0);
         /* rows outside [p0, p0+n) must be untouched: there g1 = 0, so the bound is exact */
-        t_check("pos_embed_add dpos accumulates (ratio to 2U bound)", accum_ratio(acc, g0, dpos, np), 1.0);
+        t_check("pos_embed_add dpos accumulates (ratio to 2U bound)", t_accum_ratio(acc, g0, dpos, np), 1.0);
         free(g0); free(acc); free(tmp); free(dpos);
         free(x); free(pos); free(ref); free(R); free(xf); free(posf); free(Rf);
     }
     {
         const int B = 7, T = 60, C = 96, t0 = 3, n = 55, p0 = 1;
         long nx = (long)B * T * C, np = (long)(n + 1) * C;
-        float *dx = fnew(nx), *g1 = fnew(np), *g3 = fnew(np);
-        frandn(rng, dx, nx, 1.0);
-        set_threads(1); pos_embed_add_backward(&ctx, g1, dx, B, T, C, t0, n, p0);
-        set_threads(3); pos_embed_add_backward(&ctx, g3, dx, B, T, C, t0, n, p0);
-        set_threads(ctx.threads);
+        float *dx = t_fnew(nx), *g1 = t_fnew(np), *g3 = t_fnew(np);
+        t_frandn(rng, dx, nx, 1.0);
+        t_set_threads(1); pos_embed_add_backward(&ctx, g1, dx, B, T, C, t0, n, p0);
+        t_set_threads(3); pos_embed_add_backward(&ctx, g3, dx, B, T, C, t0, n, p0);
+        t_set_threads(ctx.threads);
         t_true("pos_embed_add_backward bit-identical with 1 and 3 threads", !memcmp(g1, g3, np * sizeof(float)));
         free(dx); free(g1); free(g3);
     }
@@ -435,12 +367,12 @@ static void test_resample(TRng* rng) {
         ResSt s = { v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], NULL, NULL, NULL, NULL };
         const int C = s.C;
         long nin = (long)s.d0 * s.h0 * s.w0 * C, nout = (long)s.d1 * s.h1 * s.w1 * C;
-        s.Md = dnew((long)s.d0 * s.d1); s.Mh = dnew((long)s.h0 * s.h1); s.Mw = dnew((long)s.w0 * s.w1);
+        s.Md = t_dnew((long)s.d0 * s.d1); s.Mh = t_dnew((long)s.h0 * s.h1); s.Mw = t_dnew((long)s.w0 * s.w1);
         if (s.mode == POS_BICUBIC) s.Md[0] = 1; else axis_matrix(s.Md, s.d0, s.d1, s.mode);
         axis_matrix(s.Mh, s.h0, s.h1, s.mode);
         axis_matrix(s.Mw, s.w0, s.w1, s.mode);
-        double *x = dnew(nin), *ref = dnew(nout), *R = dnew(nout);
-        float *xf = fnew(nin), *out = fnew(nout), *Rf = fnew(nout), *din = fnew(nin);
+        double *x = t_dnew(nin), *ref = t_dnew(nout), *R = t_dnew(nout);
+        float *xf = t_fnew(nin), *out = t_fnew(nout), *Rf = t_fnew(nout), *din = t_fnew(nin);
         t_randn(rng, x, xf, nin, 1.0); t_randn(rng, R, Rf, nout, 1.0);
         s.x = x;
         const char* mname = s.mode == POS_BICUBIC ? "bicubic" : "trilinear";
@@ -456,23 +388,23 @@ static void test_resample(TRng* rng) {
          * E(Σ|w||x|)^2 / E(Σwx)^2 <= (Σ|w|)^2/Σw^2 <= K (Cauchy-Schwarz). */
         int K = s.mode == POS_BICUBIC ? 16 : 8;
         int inmax = s.h0 > s.w0 ? s.h0 : s.w0; if (s.d0 > inmax) inmax = s.d0;
-        double eps = (K + 1 + 3.0 * (inmax + 2)) * U;
+        double eps = (K + 1 + 3.0 * (inmax + 2)) * T_U;
         snprintf(name, sizeof name, "pos_resample %s NMSE C=%d %dx%dx%d->%dx%dx%d", mname, C,
                  s.d0, s.h0, s.w0, s.d1, s.h1, s.w1);
         t_check(name, t_nmse_fd(out, ref, nout), same ? 0.0 : K * eps * eps);
         if (same) t_true("pos_resample same size is a bit-exact copy", !memcmp(out, xf, nin * sizeof(float)));
 
-        fill_garbage(din, nin);   /* overwrite semantics */
+        t_fill_garbage(din, nin);   /* overwrite semantics */
         pos_resample_backward(&ctx, din, Rf, C, s.d0, s.h0, s.w0, s.d1, s.h1, s.w1, s.mode);
-        double* tmp = dnew(nout);
-        FdLoss f = { ref_resample, &s, tmp, R, nout };
+        double* tmp = t_dnew(nout);
+        TFdLoss f = { ref_resample, &s, tmp, R, nout };
         /* each input gathers m = Π_axes (outputs it feeds) weighted terms: m+1 roundings for
          * the products and the sum, plus the weight error 3(in+2) above */
         int m = max_col_nnz(s.Md, s.d0, s.d1) * max_col_nnz(s.Mh, s.h0, s.h1) * max_col_nnz(s.Mw, s.w0, s.w1);
         if (s.mode == POS_BICUBIC) m = max_col_nnz(s.Mh, s.h0, s.h1) * max_col_nnz(s.Mw, s.w0, s.w1);
         double Kg = m + 1 + 3.0 * (inmax + 2);
         snprintf(name, sizeof name, "pos_resample %s din grad (K=%d+1+3(in+2))", mname, m);
-        t_check(name, grad_score(&f, x, nin, din), grad_thr(Kg));
+        t_check(name, t_grad_score_ref(&f, x, nin, din), grad_thr(Kg));
         free(tmp);
         free(x); free(ref); free(R); free(xf); free(out); free(Rf); free(din);
         free(s.Md); free(s.Mh); free(s.Mw);
@@ -482,24 +414,24 @@ static void test_resample(TRng* rng) {
     for (int mode = 0; mode < 2; mode++) {
         const int C = 40, d0 = mode ? 3 : 1, h0 = 7, w0 = 9, d1 = mode ? 5 : 1, h1 = 11, w1 = 6;
         long nin = (long)d0 * h0 * w0 * C, nout = (long)d1 * h1 * w1 * C;
-        float *x = fnew(nin), *g = fnew(nout), *o1 = fnew(nout), *o3 = fnew(nout), *b1 = fnew(nin), *b3 = fnew(nin);
-        frandn(rng, x, nin, 1.0); frandn(rng, g, nout, 1.0);
-        set_threads(1);
+        float *x = t_fnew(nin), *g = t_fnew(nout), *o1 = t_fnew(nout), *o3 = t_fnew(nout), *b1 = t_fnew(nin), *b3 = t_fnew(nin);
+        t_frandn(rng, x, nin, 1.0); t_frandn(rng, g, nout, 1.0);
+        t_set_threads(1);
         pos_resample_forward(&ctx, o1, x, C, d0, h0, w0, d1, h1, w1, mode);
         pos_resample_backward(&ctx, b1, g, C, d0, h0, w0, d1, h1, w1, mode);
-        set_threads(3);
+        t_set_threads(3);
         pos_resample_forward(&ctx, o3, x, C, d0, h0, w0, d1, h1, w1, mode);
         pos_resample_backward(&ctx, b3, g, C, d0, h0, w0, d1, h1, w1, mode);
-        set_threads(ctx.threads);
+        t_set_threads(ctx.threads);
         t_true(mode ? "pos_resample trilinear fwd+bwd bit-identical with 1 and 3 threads"
                     : "pos_resample bicubic fwd+bwd bit-identical with 1 and 3 threads",
                !memcmp(o1, o3, nout * sizeof(float)) && !memcmp(b1, b3, nin * sizeof(float)));
         free(x); free(g); free(o1); free(o3); free(b1); free(b3);
     }
 
-    expect_exit2("pos_resample bicubic with d=2 exits 2", bad_bicubic_3d);
-    expect_exit2("pos_resample unknown mode exits 2", bad_mode);
-    expect_exit2("patchify with a non-divisible image exits 2", bad_patch);
+    t_expect_exit2("pos_resample bicubic with d=2 exits 2", bad_bicubic_3d);
+    t_expect_exit2("pos_resample unknown mode exits 2", bad_mode);
+    t_expect_exit2("patchify with a non-divisible image exits 2", bad_patch);
 }
 
 int main(void) {

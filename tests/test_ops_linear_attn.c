@@ -33,14 +33,9 @@
 #include <omp.h>
 
 static Ctx ctx;
-static const double U = 1.0 / 16777216.0;
-static double nmse_bound(double K) { return 10.0 * K * K * U * U; }
-static double grad_bound(double K) { double e = K * U; return e * (1.0 + log(1.0 / e)) + 1e-8; }
+static double nmse_bound(double K) { return 10.0 * K * K * T_U * T_U; }
+static double grad_bound(double K) { double e = K * T_U; return e * (1.0 + log(1.0 / e)) + 1e-8; }
 
-static void set_threads(int n) { omp_set_num_threads(n); openblas_set_num_threads(n); }
-static void fill_nan(float* x, long n) { for (long i = 0; i < n; i++) x[i] = NAN; }
-static double* dalloc(long n) { return (double*)calloc((size_t)(n ? n : 1), sizeof(double)); }
-static float* falloc(long n) { return (float*)calloc((size_t)(n ? n : 1), sizeof(float)); }
 
 /* ========================================================================================
  * linear
@@ -66,8 +61,8 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
     char name[160];
     TRng r = {seed};
     long nx = (long)N * IC, nw = (long)OC * IC, no = (long)N * OC;
-    double *x = dalloc(nx), *W = dalloc(nw), *b = dalloc(OC), *R = dalloc(no), *ref = dalloc(no);
-    float *xf = falloc(nx), *Wf = falloc(nw), *bf = falloc(OC), *Rf = falloc(no), *of = falloc(no);
+    double *x = t_dnew(nx), *W = t_dnew(nw), *b = t_dnew(OC), *R = t_dnew(no), *ref = t_dnew(no);
+    float *xf = t_fnew(nx), *Wf = t_fnew(nw), *bf = t_fnew(OC), *Rf = t_fnew(no), *of = t_fnew(no);
     t_randn(&r, x, xf, nx, 1.0);
     t_randn(&r, W, Wf, nw, 1.0 / sqrt(IC));
     t_randn(&r, b, bf, OC, 0.5);
@@ -77,13 +72,13 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
 
     /* forward: K = IC products (+1 bias add) */
     ref_linear(ref, x, W, bb, N, IC, OC);
-    fill_nan(of, no);
+    t_fill_nan(of, no);
     linear_forward(&ctx, of, xf, Wf, bbf, N, IC, OC);
     snprintf(name, sizeof name, "linear fwd NMSE N=%d IC=%d OC=%d bias=%d", N, IC, OC, use_bias);
     t_check(name, t_nmse_fd(of, ref, no), nmse_bound(IC + 1));
 
     /* backward analytic reference in double: dx = R W, dW = R^T x, db = colsum R */
-    double *dx = dalloc(nx), *dW = dalloc(nw), *db = dalloc(OC);
+    double *dx = t_dnew(nx), *dW = t_dnew(nw), *db = t_dnew(OC);
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             double g = R[(long)n * OC + o];
@@ -93,8 +88,8 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
                 dW[(long)o * IC + i] += g * x[(long)n * IC + i];
             }
         }
-    float *dxf = falloc(nx), *dWf = falloc(nw), *dbf = falloc(OC);
-    fill_nan(dxf, nx);  /* input gradient must be overwritten: a surviving NaN fails NMSE */
+    float *dxf = t_fnew(nx), *dWf = t_fnew(nw), *dbf = t_fnew(OC);
+    t_fill_nan(dxf, nx);  /* input gradient must be overwritten: a surviving NaN fails NMSE */
     linear_backward(&ctx, dxf, dWf, use_bias ? dbf : NULL, Rf, xf, Wf, N, IC, OC);
     snprintf(name, sizeof name, "linear bwd dx NMSE N=%d IC=%d OC=%d", N, IC, OC);
     t_check(name, t_nmse_fd(dxf, dx, nx), nmse_bound(OC));
@@ -106,9 +101,9 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
     }
 
     if (fd) {
-        LinFD f = {x, W, b, R, dalloc(no), N, IC, OC};
+        LinFD f = {x, W, b, R, t_dnew(no), N, IC, OC};
         if (!use_bias) f.b = NULL;
-        double* g = dalloc(nx > nw ? nx : nw);
+        double* g = t_dnew(nx > nw ? nx : nw);
         t_fd_grad(lin_loss, &f, x, nx, g);
         snprintf(name, sizeof name, "linear grad x vs FD N=%d IC=%d OC=%d", N, IC, OC);
         t_check(name, t_grad_score_fd(dxf, g, nx), grad_bound(OC));
@@ -127,8 +122,8 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
      * one rounding of the sum (2u relative to |G0| + |grad|); dx NULL is skipped */
     {
         TRng r2 = {seed ^ 0x5151};
-        double* G0 = dalloc(nw + OC);
-        float *dW2 = falloc(nw), *db2 = falloc(OC);
+        double* G0 = t_dnew(nw + OC);
+        float *dW2 = t_fnew(nw), *db2 = t_fnew(OC);
         t_randn(&r2, G0, dW2, nw, 1.0);
         t_randn(&r2, G0 + nw, db2, OC, 1.0);
         linear_backward(&ctx, NULL, dW2, use_bias ? db2 : NULL, Rf, xf, Wf, N, IC, OC);
@@ -140,7 +135,7 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
                 worst = fmax(worst, fabs(db2[i] - (G0[nw + i] + dbf[i])) /
                                         (fabs(G0[nw + i]) + fabs(dbf[i]) + 1e-30));
         snprintf(name, sizeof name, "linear dW/dbias accumulate (+=) max rel N=%d IC=%d OC=%d", N, IC, OC);
-        t_check(name, worst, 2 * U);
+        t_check(name, worst, 2 * T_U);
         free(G0); free(dW2); free(db2);
     }
 
@@ -150,14 +145,14 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
         long sz[4] = {no, nx, nw, OC};
         float* buf[4][4];
         for (int k = 0; k < 4; k++)
-            for (int q = 0; q < 4; q++) buf[k][q] = falloc(sz[q]);
+            for (int q = 0; q < 4; q++) buf[k][q] = t_fnew(sz[q]);
         const int th[4][2] = {{1, 2}, {2, 2}, {2, 2}, {2, 1}};  /* {omp, blas} per run */
         for (int k = 0; k < 4; k++) {
             omp_set_num_threads(th[k][0]); openblas_set_num_threads(th[k][1]);
             linear_forward(&ctx, buf[k][0], xf, Wf, bbf, N, IC, OC);
             linear_backward(&ctx, buf[k][1], buf[k][2], buf[k][3], Rf, xf, Wf, N, IC, OC);
         }
-        set_threads(2);
+        t_set_threads(2);
         long diff[3] = {0, 0, 0};  /* runs 0, 2, 3 against run 1 */
         for (int k = 0, j = 0; k < 4; k++) {
             if (k == 1) continue;
@@ -186,7 +181,7 @@ static void test_linear(int N, int IC, int OC, int use_bias, int fd, uint64_t se
 static void ref_attn(double* out, double* lse, const double* qkv, int B, int T, int H, int hd) {
     int C = H * hd;
     double scale = 1.0 / sqrt((double)hd);
-    double* s = dalloc(T);
+    double* s = t_dnew(T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int i = 0; i < T; i++) {
@@ -218,7 +213,7 @@ static void ref_attn_bwd(double* dqkv, const double* dout, const double* qkv,
                          int B, int T, int H, int hd) {
     int C = H * hd;
     double scale = 1.0 / sqrt((double)hd);
-    double *P = dalloc((long)T * T), *dP = dalloc((long)T * T);
+    double *P = t_dnew((long)T * T), *dP = t_dnew((long)T * T);
     memset(dqkv, 0, sizeof(double) * B * T * 3 * C);
 #define QP(bb, t, part) (qkv + ((long)(bb) * T + (t)) * 3 * C + (part) * C + h * hd)
 #define DQP(bb, t, part) (dqkv + ((long)(bb) * T + (t)) * 3 * C + (part) * C + h * hd)
@@ -280,28 +275,28 @@ static void test_attention(int B, int T, int H, int hd, int fd, double qscale, u
     TRng r = {seed};
     int C = H * hd;
     long BT = (long)B * T, nq = BT * 3 * C, no = BT * C, nl = (long)B * H * T;
-    double *qkv = dalloc(nq), *R = dalloc(no), *ref = dalloc(no), *lref = dalloc(nl);
-    float *qkvf = falloc(nq), *Rf = falloc(no), *of = falloc(no), *lf = falloc(nl);
+    double *qkv = t_dnew(nq), *R = t_dnew(no), *ref = t_dnew(no), *lref = t_dnew(nl);
+    float *qkvf = t_fnew(nq), *Rf = t_fnew(no), *of = t_fnew(no), *lf = t_fnew(nl);
     t_randn(&r, qkv, qkvf, nq, qscale);
     t_randn(&r, R, Rf, no, 1.0);
 
     ref_attn(ref, lref, qkv, B, T, H, hd);
-    fill_nan(of, no); fill_nan(lf, nl);
+    t_fill_nan(of, no); t_fill_nan(lf, nl);
     attention_forward(&ctx, of, lf, qkvf, B, T, H, hd);
     snprintf(name, sizeof name, "attn fwd out NMSE %s", sh);
     t_check(name, t_nmse_fd(of, ref, no), nmse_bound(hd + T + 8));
     snprintf(name, sizeof name, "attn fwd lse NMSE %s", sh);
     t_check(name, t_nmse_fd(lf, lref, nl), nmse_bound(hd + T + 8));
 
-    double* dref = dalloc(nq);
-    float* df = falloc(nq);
+    double* dref = t_dnew(nq);
+    float* df = t_fnew(nq);
     ref_attn_bwd(dref, R, qkv, B, T, H, hd);
-    fill_nan(df, nq);  /* dqkv must be overwritten */
+    t_fill_nan(df, nq);  /* dqkv must be overwritten */
     attention_backward(&ctx, df, Rf, qkvf, of, lf, B, T, H, hd);
     double Kb = 2.0 * (hd + T) + 16;  /* chain: S (hd), P (exp), dP (hd), dS, dQ/dK/dV (T) */
     const char* pn[3] = {"q", "k", "v"};
-    float* pf = falloc(no);
-    double *pd = dalloc(no), *g = dalloc(nq), *pg = dalloc(no);
+    float* pf = t_fnew(no);
+    double *pd = t_dnew(no), *g = t_dnew(nq), *pg = t_dnew(no);
     for (int part = 0; part < 3; part++) {
         gather_f(pf, df, BT, C, part);
         gather_d(pd, dref, BT, C, part);
@@ -309,7 +304,7 @@ static void test_attention(int B, int T, int H, int hd, int fd, double qscale, u
         t_check(name, t_nmse_fd(pf, pd, no), nmse_bound(Kb));
     }
     if (fd) {
-        AttFD f = {qkv, R, dalloc(no), B, T, H, hd};
+        AttFD f = {qkv, R, t_dnew(no), B, T, H, hd};
         t_fd_grad(attn_loss, &f, qkv, nq, g);
         for (int part = 0; part < 3; part++) {
             gather_f(pf, df, BT, C, part);
@@ -321,7 +316,7 @@ static void test_attention(int B, int T, int H, int hd, int fd, double qscale, u
                 for (long i = 0; i < no; i++) mx = fmax(mx, fabs(pf[i]));
                 for (long i = 0; i < nq; i++) { mv = fmax(mv, fabs(df[i])); mk = fmax(mk, fabs(qkvf[i])); }
                 snprintf(name, sizeof name, "attn grad %s ~ 0 for T=1 (max abs) %s", pn[part], sh);
-                t_check(name, mx, 2.0 * hd * U * mv * mk + 1e-30);
+                t_check(name, mx, 2.0 * hd * T_U * mv * mk + 1e-30);
                 continue;
             }
             /* NMSE against FD: holds for any softmax sharpness */
@@ -339,14 +334,14 @@ static void test_attention(int B, int T, int H, int hd, int fd, double qscale, u
         long sz[3] = {no, nl, nq};
         float* buf[4][3];
         for (int k = 0; k < 4; k++)
-            for (int q = 0; q < 3; q++) buf[k][q] = falloc(sz[q]);
+            for (int q = 0; q < 3; q++) buf[k][q] = t_fnew(sz[q]);
         const int th[4][2] = {{1, 2}, {2, 2}, {2, 2}, {2, 1}};
         for (int k = 0; k < 4; k++) {
             omp_set_num_threads(th[k][0]); openblas_set_num_threads(th[k][1]);
             attention_forward(&ctx, buf[k][0], buf[k][1], qkvf, B, T, H, hd);
             attention_backward(&ctx, buf[k][2], Rf, qkvf, buf[k][0], buf[k][1], B, T, H, hd);
         }
-        set_threads(2);
+        t_set_threads(2);
         long diff[3] = {0, 0, 0};
         for (int k = 0, j = 0; k < 4; k++) {
             if (k == 1) continue;
@@ -373,9 +368,9 @@ static void timing(void) {
     TRng r = {99};
     {
         int N = 1576, IC = 384, OC = 1536;
-        float *x = falloc((long)N * IC), *W = falloc((long)OC * IC), *b = falloc(OC);
-        float *o = falloc((long)N * OC), *dx = falloc((long)N * IC), *dW = falloc((long)OC * IC);
-        float *db = falloc(OC);
+        float *x = t_fnew((long)N * IC), *W = t_fnew((long)OC * IC), *b = t_fnew(OC);
+        float *o = t_fnew((long)N * OC), *dx = t_fnew((long)N * IC), *dW = t_fnew((long)OC * IC);
+        float *db = t_fnew(OC);
         for (long i = 0; i < (long)N * IC; i++) x[i] = (float)trng_normal(&r);
         for (long i = 0; i < (long)OC * IC; i++) W[i] = (float)trng_normal(&r) * 0.05f;
         linear_forward(&ctx, o, x, W, b, N, IC, OC);  /* warm-up */
@@ -394,7 +389,7 @@ static void timing(void) {
     {
         int B = 8, T = 197, H = 6, hd = 64, C = H * hd;
         long nq = (long)B * T * 3 * C, no = (long)B * T * C;
-        float *qkv = falloc(nq), *o = falloc(no), *l = falloc((long)B * H * T), *d = falloc(nq);
+        float *qkv = t_fnew(nq), *o = t_fnew(no), *l = t_fnew((long)B * H * T), *d = t_fnew(nq);
         for (long i = 0; i < nq; i++) qkv[i] = (float)trng_normal(&r);
         attention_forward(&ctx, o, l, qkv, B, T, H, hd);
         attention_backward(&ctx, d, o, qkv, o, l, B, T, H, hd);

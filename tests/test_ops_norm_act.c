@@ -14,11 +14,6 @@
 #include "../kernels/ops.h"
 #include "testing.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static const double U = 0x1p-24;
 static Ctx ctx;
 
 /* Gradient-score threshold for an fp32 gradient after K roundings vs float64 central
@@ -26,48 +21,7 @@ static Ctx ctx;
  * terms, truncation ~h^2), ×20 -> 1e-6; fp32: score ≈ rel.err/2 ≤ K U/2 per element, and
  * near-zero true gradients (cancellation) weigh up to ln(1e6) ≈ 14 more before the 1e-6
  * floor cuts them off; ×2 safety -> 30 K U. */
-static double grad_thr(double K) { return 1e-6 + 30.0 * K * U; }
-
-static double* dnew(long n) { double* p = calloc(n ? n : 1, sizeof *p); if (!p) abort(); return p; }
-static float* fnew(long n) { float* p = calloc(n ? n : 1, sizeof *p); if (!p) abort(); return p; }
-static void frandn(TRng* rng, float* xf, long n, double scale) {
-    double* x = dnew(n);
-    t_randn(rng, x, xf, n, scale);
-    free(x);
-}
-static void fill_garbage(float* x, long n) { for (long i = 0; i < n; i++) x[i] = (i & 1) ? NAN : 1e30f; }
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
-typedef struct {
-    void (*ref)(const void* st, double* out);
-    const void* st;
-    double* out;
-    const double* R;
-    long n;
-} FdLoss;
-static double fd_loss(void* u) { FdLoss* f = u; f->ref(f->st, f->out); return t_dot(f->out, f->R, f->n); }
-static double grad_score(FdLoss* f, double* x, long n, const float* a) {
-    double* g = dnew(n);
-    t_fd_grad(fd_loss, f, x, n, g);
-    double s = t_grad_score_fd(a, g, n);
-    free(g);
-    return s;
-}
-/* max over i of |got - (g0 + 2 g1)| / (2U (|g0| + 2|g1|)): two fp32 additions; must be <= 1 */
-static double accum_ratio(const float* got, const float* g0, const float* g1, long n) {
-    double mx = 0;
-    for (long i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ((double)g0[i] + 2.0 * g1[i]));
-        mx = fmax(mx, e / (2 * U * (fabs(g0[i]) + 2 * fabs(g1[i])) + 1e-300));
-    }
-    return mx;
-}
+static double grad_thr(double K) { return 1e-6 + 30.0 * K * T_U; }
 
 /* ======================================================================================= */
 /* layernorm                                                                               */
@@ -99,10 +53,10 @@ static void test_layernorm(TRng* rng) {
         const int N = cases[ci].N, C = cases[ci].C;
         const double off = cases[ci].offset;
         long nx = (long)N * C;
-        double *x = dnew(nx), *w = dnew(C), *b = dnew(C), *ref = dnew(nx), *R = dnew(nx);
-        double *rm = dnew(N), *rr = dnew(N);
-        float *xf = fnew(nx), *wf = fnew(C), *bf = fnew(C), *out = fnew(nx), *Rf = fnew(nx);
-        float *mean = fnew(N), *rstd = fnew(N);
+        double *x = t_dnew(nx), *w = t_dnew(C), *b = t_dnew(C), *ref = t_dnew(nx), *R = t_dnew(nx);
+        double *rm = t_dnew(N), *rr = t_dnew(N);
+        float *xf = t_fnew(nx), *wf = t_fnew(C), *bf = t_fnew(C), *out = t_fnew(nx), *Rf = t_fnew(nx);
+        float *mean = t_fnew(N), *rstd = t_fnew(N);
         t_randn(rng, x, xf, nx, 1.0);
         for (long i = 0; i < nx; i++) { xf[i] = (float)(x[i] + off); x[i] = xf[i]; }
         t_randn(rng, w, wf, C, 1.0);
@@ -116,31 +70,31 @@ static void test_layernorm(TRng* rng) {
         /* roundings per element: float mean (U|m|, i.e. U·|m|/σ relative to x - m), x - m,
          * float rstd, ·rstd, ·w, +b: ε = (5 + |m|/σ) U relative to |xhat w| + |b|;
          * Σ(|a|+|b|)^2 / Σ(a+b)^2 ≈ 2 for independent a, b, ×2 for the sample -> 4ε^2 */
-        double e = (5 + off) * U;
+        double e = (5 + off) * T_U;
         snprintf(name, sizeof name, "layernorm NMSE N=%d C=%d eps=%g offset=%g", N, C, cases[ci].eps, off);
         t_check(name, t_nmse_fd(out, ref, nx), 4 * e * e);
         /* mean and rstd: double accumulations, one final fp32 rounding -> U^2 */
-        t_check("layernorm mean NMSE (one rounding: U^2)", t_nmse_fd(mean, rm, N), U * U);
-        t_check("layernorm rstd NMSE (one rounding: U^2)", t_nmse_fd(rstd, rr, N), U * U);
+        t_check("layernorm mean NMSE (one rounding: U^2)", t_nmse_fd(mean, rm, N), T_U * T_U);
+        t_check("layernorm rstd NMSE (one rounding: U^2)", t_nmse_fd(rstd, rr, N), T_U * T_U);
 
-        float *dx = fnew(nx), *dw = fnew(C), *db = fnew(C);
-        fill_garbage(dx, nx);
+        float *dx = t_fnew(nx), *dw = t_fnew(C), *db = t_fnew(C);
+        t_fill_garbage(dx, nx);
         layernorm_backward(&ctx, dx, dw, db, Rf, xf, wf, mean, rstd, N, C);
-        double* tmp = dnew(nx);
-        FdLoss f = { ref_layernorm, &s, tmp, R, nx };
+        double* tmp = t_dnew(nx);
+        TFdLoss f = { ref_layernorm, &s, tmp, R, nx };
         /* dx: g·w, xhat (m, r saved as float + 2 ops), ·mgx, two subtractions, ·r: ~10
          * roundings, plus |m|/σ from the mean as in the forward */
-        t_check("layernorm dx grad (K=10+|m|/σ)", grad_score(&f, x, nx, dx), grad_thr(10 + off));
+        t_check("layernorm dx grad (K=10+|m|/σ)", t_grad_score_ref(&f, x, nx, dx), grad_thr(10 + off));
         /* dw: xhat (4 roundings + |m|/σ), double sum, one final rounding; db: one rounding */
-        t_check("layernorm dw grad (K=5+|m|/σ)", grad_score(&f, w, C, dw), grad_thr(5 + off));
-        t_check("layernorm db grad (K=1)", grad_score(&f, b, C, db), grad_thr(1));
+        t_check("layernorm dw grad (K=5+|m|/σ)", t_grad_score_ref(&f, w, C, dw), grad_thr(5 + off));
+        t_check("layernorm db grad (K=1)", t_grad_score_ref(&f, b, C, db), grad_thr(1));
 
-        float *aw = fnew(C), *ab = fnew(C), *g0w = fnew(C), *g0b = fnew(C), *dx2 = fnew(nx);
-        frandn(rng, g0w, C, 1.0); frandn(rng, g0b, C, 1.0);
+        float *aw = t_fnew(C), *ab = t_fnew(C), *g0w = t_fnew(C), *g0b = t_fnew(C), *dx2 = t_fnew(nx);
+        t_frandn(rng, g0w, C, 1.0); t_frandn(rng, g0b, C, 1.0);
         memcpy(aw, g0w, C * sizeof(float)); memcpy(ab, g0b, C * sizeof(float));
         for (int rep = 0; rep < 2; rep++) layernorm_backward(&ctx, dx2, aw, ab, Rf, xf, wf, mean, rstd, N, C);
-        t_check("layernorm dw accumulates (ratio to 2U bound)", accum_ratio(aw, g0w, dw, C), 1.0);
-        t_check("layernorm db accumulates (ratio to 2U bound)", accum_ratio(ab, g0b, db, C), 1.0);
+        t_check("layernorm dw accumulates (ratio to 2U bound)", t_accum_ratio(aw, g0w, dw, C), 1.0);
+        t_check("layernorm db accumulates (ratio to 2U bound)", t_accum_ratio(ab, g0b, db, C), 1.0);
         t_true("layernorm dx overwrites", !memcmp(dx2, dx, nx * sizeof(float)));
         /* dx may alias dout */
         memcpy(dx2, Rf, nx * sizeof(float));
@@ -154,15 +108,15 @@ static void test_layernorm(TRng* rng) {
     {   /* thread-count independence: 200 channels = 4 blocks of the dw/db reduction */
         const int N = 301, C = 200;
         long nx = (long)N * C;
-        float *x = fnew(nx), *w = fnew(C), *b = fnew(C), *g = fnew(nx), *o[2], *m[2], *r[2], *dx[2], *dw[2], *db[2];
-        frandn(rng, x, nx, 1.0); frandn(rng, w, C, 1.0); frandn(rng, b, C, 1.0); frandn(rng, g, nx, 1.0);
+        float *x = t_fnew(nx), *w = t_fnew(C), *b = t_fnew(C), *g = t_fnew(nx), *o[2], *m[2], *r[2], *dx[2], *dw[2], *db[2];
+        t_frandn(rng, x, nx, 1.0); t_frandn(rng, w, C, 1.0); t_frandn(rng, b, C, 1.0); t_frandn(rng, g, nx, 1.0);
         for (int k = 0; k < 2; k++) {
-            o[k] = fnew(nx); m[k] = fnew(N); r[k] = fnew(N); dx[k] = fnew(nx); dw[k] = fnew(C); db[k] = fnew(C);
-            set_threads(k ? 3 : 1);
+            o[k] = t_fnew(nx); m[k] = t_fnew(N); r[k] = t_fnew(N); dx[k] = t_fnew(nx); dw[k] = t_fnew(C); db[k] = t_fnew(C);
+            t_set_threads(k ? 3 : 1);
             layernorm_forward(&ctx, o[k], m[k], r[k], x, w, b, N, C, 1e-6f);
             layernorm_backward(&ctx, dx[k], dw[k], db[k], g, x, w, m[k], r[k], N, C);
         }
-        set_threads(ctx.threads);
+        t_set_threads(ctx.threads);
         t_true("layernorm fwd+bwd bit-identical with 1 and 3 threads",
                !memcmp(o[0], o[1], nx * 4) && !memcmp(m[0], m[1], N * 4) && !memcmp(r[0], r[1], N * 4) &&
                !memcmp(dx[0], dx[1], nx * 4) && !memcmp(dw[0], dw[1], C * 4) && !memcmp(db[0], db[1], C * 4));
@@ -183,8 +137,8 @@ static void test_gelu(TRng* rng) {
     static const long sizes[] = { 1, 7, 1001, 40000 /* > the kernel's parallel cut-off */ };
     for (unsigned si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         const long n = sizes[si];
-        double *x = dnew(n), *ref = dnew(n), *R = dnew(n);
-        float *xf = fnew(n), *out = fnew(n), *Rf = fnew(n), *dx = fnew(n);
+        double *x = t_dnew(n), *ref = t_dnew(n), *R = t_dnew(n);
+        float *xf = t_fnew(n), *out = t_fnew(n), *Rf = t_fnew(n), *dx = t_fnew(n);
         t_randn(rng, x, xf, n, 2.0);            /* pre-GELU activations, a few σ wide */
         if (n > 10) { x[0] = xf[0] = 0; x[1] = xf[1] = -6; x[2] = xf[2] = 6; x[3] = xf[3] = -0.7518f; }
         t_randn(rng, R, Rf, n, 1.0);
@@ -197,18 +151,18 @@ static void test_gelu(TRng* rng) {
          * ≤ 2 ulp; ·0.5 exact; ·x 1U: ε ≈ 6U relative to |x|; Σx^2/Σgelu^2 ≤ 3 for N(0, 4)
          * inputs (gelu ≈ relu: half the mass plus the right tail) -> NMSE ≤ 3·(6U)^2 */
         snprintf(name, sizeof name, "gelu NMSE n=%ld", n);
-        t_check(name, t_nmse_fd(out, ref, n), 3 * 36 * U * U);
-        fill_garbage(dx, n);
+        t_check(name, t_nmse_fd(out, ref, n), 3 * 36 * T_U * T_U);
+        t_fill_garbage(dx, n);
         gelu_backward(&ctx, dx, Rf, xf, n);
-        double* tmp = dnew(n);
-        FdLoss f = { ref_gelu, &s, tmp, R, n };
+        double* tmp = t_dnew(n);
+        TFdLoss f = { ref_gelu, &s, tmp, R, n };
         /* gelu' = Φ + xφ: Φ as above (~6 roundings), φ = c·expf(-x^2/2) (x^2/2: 2 roundings,
          * which expf turns into 2U·x^2/2 relative — large only in the tail where xφ is tiny
          * and the floor caps the score), x·φ, the sum, ·dout: K = 12 */
         snprintf(name, sizeof name, "gelu dx grad n=%ld (K=12)", n);
-        if (n <= 1001) t_check(name, grad_score(&f, x, n, dx), grad_thr(12));
+        if (n <= 1001) t_check(name, t_grad_score_ref(&f, x, n, dx), grad_thr(12));
         /* in place (dx == dout, out == x) gives the same bits */
-        float* buf = fnew(n);
+        float* buf = t_fnew(n);
         memcpy(buf, Rf, n * sizeof(float));
         gelu_backward(&ctx, buf, buf, xf, n);
         t_true("gelu_backward in place (dx == dout) matches", !memcmp(buf, dx, n * sizeof(float)));
@@ -249,22 +203,22 @@ static void test_pointwise(TRng* rng) {
     char name[128];
     /* ---- add ---- */
     for (long n = 1; n <= 20000; n *= 13) {
-        double *a = dnew(n), *b = dnew(n), *ref = dnew(n), *R = dnew(n), *tmp = dnew(n);
-        float *af = fnew(n), *bf = fnew(n), *out = fnew(n), *Rf = fnew(n), *buf = fnew(n);
+        double *a = t_dnew(n), *b = t_dnew(n), *ref = t_dnew(n), *R = t_dnew(n), *tmp = t_dnew(n);
+        float *af = t_fnew(n), *bf = t_fnew(n), *out = t_fnew(n), *Rf = t_fnew(n), *buf = t_fnew(n);
         t_randn(rng, a, af, n, 1.0); t_randn(rng, b, bf, n, 1.0); t_randn(rng, R, Rf, n, 1.0);
         AddSt s = { n, a, b };
         add_forward(&ctx, out, af, bf, n);
         ref_add(&s, ref);
         snprintf(name, sizeof name, "add NMSE n=%ld (one rounding: U^2)", n);
-        t_check(name, t_nmse_fd(out, ref, n), U * U);
+        t_check(name, t_nmse_fd(out, ref, n), T_U * T_U);
         memcpy(buf, af, n * 4); add_forward(&ctx, buf, buf, bf, n);
         int ok = !memcmp(buf, out, n * 4);
         memcpy(buf, bf, n * 4); add_forward(&ctx, buf, af, buf, n);
         t_true("add in place (out == a, out == b) matches", ok && !memcmp(buf, out, n * 4));
         if (n < 5000) {   /* backward is the identity: dout reaches a and b unchanged */
-            FdLoss f = { ref_add, &s, tmp, R, n };
-            t_check("add grad a (identity: K=0)", grad_score(&f, a, n, Rf), grad_thr(0));
-            t_check("add grad b (identity: K=0)", grad_score(&f, b, n, Rf), grad_thr(0));
+            TFdLoss f = { ref_add, &s, tmp, R, n };
+            t_check("add grad a (identity: K=0)", t_grad_score_ref(&f, a, n, Rf), grad_thr(0));
+            t_check("add grad b (identity: K=0)", t_grad_score_ref(&f, b, n, Rf), grad_thr(0));
         }
         free(a); free(b); free(ref); free(R); free(tmp); free(af); free(bf); free(out); free(Rf); free(buf);
     }
@@ -274,29 +228,29 @@ static void test_pointwise(TRng* rng) {
     for (unsigned k = 0; k < sizeof ls / sizeof ls[0]; k++) {
         const int N = ls[k][0], C = ls[k][1];
         long n = (long)N * C;
-        double *x = dnew(n), *g = dnew(C), *ref = dnew(n), *R = dnew(n), *tmp = dnew(n);
-        float *xf = fnew(n), *gf = fnew(C), *out = fnew(n), *Rf = fnew(n), *dx = fnew(n), *dg = fnew(C);
+        double *x = t_dnew(n), *g = t_dnew(C), *ref = t_dnew(n), *R = t_dnew(n), *tmp = t_dnew(n);
+        float *xf = t_fnew(n), *gf = t_fnew(C), *out = t_fnew(n), *Rf = t_fnew(n), *dx = t_fnew(n), *dg = t_fnew(C);
         t_randn(rng, x, xf, n, 1.0); t_randn(rng, g, gf, C, 0.1); t_randn(rng, R, Rf, n, 1.0);
         LsSt s = { N, C, x, g };
         layerscale_forward(&ctx, out, xf, gf, N, C);
         ref_layerscale(&s, ref);
         snprintf(name, sizeof name, "layerscale NMSE N=%d C=%d (one rounding: U^2)", N, C);
-        t_check(name, t_nmse_fd(out, ref, n), U * U);
-        fill_garbage(dx, n);
+        t_check(name, t_nmse_fd(out, ref, n), T_U * T_U);
+        t_fill_garbage(dx, n);
         layerscale_backward(&ctx, dx, dg, Rf, xf, gf, N, C);
-        FdLoss f = { ref_layerscale, &s, tmp, R, n };
-        t_check("layerscale dx grad (one product: K=1)", grad_score(&f, x, n, dx), grad_thr(1));
+        TFdLoss f = { ref_layerscale, &s, tmp, R, n };
+        t_check("layerscale dx grad (one product: K=1)", t_grad_score_ref(&f, x, n, dx), grad_thr(1));
         /* double products and sum, one final rounding */
-        t_check("layerscale dgamma grad (double sum: K=1)", grad_score(&f, g, C, dg), grad_thr(1));
-        float *g0 = fnew(C), *acc = fnew(C), *dx2 = fnew(n);
-        frandn(rng, g0, C, 1.0);
+        t_check("layerscale dgamma grad (double sum: K=1)", t_grad_score_ref(&f, g, C, dg), grad_thr(1));
+        float *g0 = t_fnew(C), *acc = t_fnew(C), *dx2 = t_fnew(n);
+        t_frandn(rng, g0, C, 1.0);
         memcpy(acc, g0, C * 4);
         for (int rep = 0; rep < 2; rep++) layerscale_backward(&ctx, dx2, acc, Rf, xf, gf, N, C);
-        t_check("layerscale dgamma accumulates (ratio to 2U bound)", accum_ratio(acc, g0, dg, C), 1.0);
+        t_check("layerscale dgamma accumulates (ratio to 2U bound)", t_accum_ratio(acc, g0, dg, C), 1.0);
         t_true("layerscale dx overwrites", !memcmp(dx2, dx, n * 4));
         memcpy(dx2, Rf, n * 4); memcpy(acc, g0, C * 4);
         layerscale_backward(&ctx, dx2, acc, dx2, xf, gf, N, C);
-        float* acc1 = fnew(C); memcpy(acc1, g0, C * 4);
+        float* acc1 = t_fnew(C); memcpy(acc1, g0, C * 4);
         layerscale_backward(&ctx, NULL, acc1, Rf, xf, gf, N, C);
         t_true("layerscale in place (dx == dout) matches, dgamma unaffected",
                !memcmp(dx2, dx, n * 4) && !memcmp(acc, acc1, C * 4));
@@ -306,11 +260,11 @@ static void test_pointwise(TRng* rng) {
     {
         const int N = 257, C = 150;
         long n = (long)N * C;
-        float *x = fnew(n), *g = fnew(C), *d = fnew(n), *a1 = fnew(C), *a3 = fnew(C), *x1 = fnew(n), *x3 = fnew(n);
-        frandn(rng, x, n, 1.0); frandn(rng, g, C, 1.0); frandn(rng, d, n, 1.0);
-        set_threads(1); layerscale_backward(&ctx, x1, a1, d, x, g, N, C);
-        set_threads(3); layerscale_backward(&ctx, x3, a3, d, x, g, N, C);
-        set_threads(ctx.threads);
+        float *x = t_fnew(n), *g = t_fnew(C), *d = t_fnew(n), *a1 = t_fnew(C), *a3 = t_fnew(C), *x1 = t_fnew(n), *x3 = t_fnew(n);
+        t_frandn(rng, x, n, 1.0); t_frandn(rng, g, C, 1.0); t_frandn(rng, d, n, 1.0);
+        t_set_threads(1); layerscale_backward(&ctx, x1, a1, d, x, g, N, C);
+        t_set_threads(3); layerscale_backward(&ctx, x3, a3, d, x, g, N, C);
+        t_set_threads(ctx.threads);
         t_true("layerscale_backward bit-identical with 1 and 3 threads",
                !memcmp(a1, a3, C * 4) && !memcmp(x1, x3, n * 4));
         free(x); free(g); free(d); free(a1); free(a3); free(x1); free(x3);
@@ -321,19 +275,19 @@ static void test_pointwise(TRng* rng) {
     for (unsigned k = 0; k < sizeof dp / sizeof dp[0]; k++) {
         const int B = (int)dp[k][0];
         const long per = dp[k][1], n = B * per;
-        double *x = dnew(n), *sc = dnew(B), *ref = dnew(n), *R = dnew(n), *tmp = dnew(n);
-        float *xf = fnew(n), *scf = fnew(B), *out = fnew(n), *Rf = fnew(n), *dx = fnew(n);
+        double *x = t_dnew(n), *sc = t_dnew(B), *ref = t_dnew(n), *R = t_dnew(n), *tmp = t_dnew(n);
+        float *xf = t_fnew(n), *scf = t_fnew(B), *out = t_fnew(n), *Rf = t_fnew(n), *dx = t_fnew(n);
         t_randn(rng, x, xf, n, 1.0); t_randn(rng, R, Rf, n, 1.0);
         for (int b = 0; b < B; b++) { scf[b] = (b % 3 == 1) ? 0.0f : 1.0f / 0.7f; sc[b] = scf[b]; }
         DpSt s = { B, per, x, sc };
         drop_path_forward(&ctx, out, xf, scf, B, per);
         ref_drop_path(&s, ref);
         snprintf(name, sizeof name, "drop_path NMSE B=%d per=%ld (one rounding: U^2)", B, per);
-        t_check(name, t_nmse_fd(out, ref, n), U * U);
+        t_check(name, t_nmse_fd(out, ref, n), T_U * T_U);
         drop_path_forward(&ctx, dx, Rf, scf, B, per);
         if (n < 5000) {
-            FdLoss f = { ref_drop_path, &s, tmp, R, n };
-            t_check("drop_path grad (= drop_path(dout): K=1)", grad_score(&f, x, n, dx), grad_thr(1));
+            TFdLoss f = { ref_drop_path, &s, tmp, R, n };
+            t_check("drop_path grad (= drop_path(dout): K=1)", t_grad_score_ref(&f, x, n, dx), grad_thr(1));
         }
         free(x); free(sc); free(ref); free(R); free(tmp); free(xf); free(scf); free(out); free(Rf); free(dx);
     }
@@ -343,18 +297,18 @@ static void test_pointwise(TRng* rng) {
     for (unsigned k = 0; k < sizeof sn / sizeof sn[0]; k++) {
         const long n = sn[k];
         const float sf = 0.3173f;
-        double *x = dnew(n), *ref = dnew(n), *R = dnew(n), *tmp = dnew(n);
-        float *xf = fnew(n), *Rf = fnew(n);
+        double *x = t_dnew(n), *ref = t_dnew(n), *R = t_dnew(n), *tmp = t_dnew(n);
+        float *xf = t_fnew(n), *Rf = t_fnew(n);
         t_randn(rng, x, xf, n, 1.0); t_randn(rng, R, Rf, n, 1.0);
         ScSt s = { n, sf, x };
         ref_scale(&s, ref);
         scale_inplace(&ctx, xf, sf, n);
         snprintf(name, sizeof name, "scale_inplace NMSE n=%ld (one rounding: U^2)", n);
-        t_check(name, t_nmse_fd(xf, ref, n), U * U);
+        t_check(name, t_nmse_fd(xf, ref, n), T_U * T_U);
         scale_inplace(&ctx, Rf, sf, n);
         if (n < 5000) {
-            FdLoss f = { ref_scale, &s, tmp, R, n };
-            t_check("scale_inplace grad (= scale_inplace(dout): K=1)", grad_score(&f, x, n, Rf), grad_thr(1));
+            TFdLoss f = { ref_scale, &s, tmp, R, n };
+            t_check("scale_inplace grad (= scale_inplace(dout): K=1)", t_grad_score_ref(&f, x, n, Rf), grad_thr(1));
         }
         free(x); free(ref); free(R); free(tmp); free(xf); free(Rf);
     }
@@ -382,8 +336,8 @@ static void test_meanpool(TRng* rng) {
         const int* v = cases[k];
         MpSt s = { v[0], v[1], v[2], v[3], v[4], NULL };
         long nx = (long)s.B * s.T * s.C, no = (long)s.B * s.C;
-        double *x = dnew(nx), *ref = dnew(no), *R = dnew(no), *tmp = dnew(no);
-        float *xf = fnew(nx), *out = fnew(no), *Rf = fnew(no), *dx = fnew(nx);
+        double *x = t_dnew(nx), *ref = t_dnew(no), *R = t_dnew(no), *tmp = t_dnew(no);
+        float *xf = t_fnew(nx), *out = t_fnew(no), *Rf = t_fnew(no), *dx = t_fnew(nx);
         t_randn(rng, x, xf, nx, 1.0); t_randn(rng, R, Rf, no, 1.0);
         s.x = x;
         meanpool_forward(&ctx, out, xf, s.B, s.T, s.C, s.t0, s.n);
@@ -391,23 +345,23 @@ static void test_meanpool(TRng* rng) {
         /* double sum and division, one final rounding: U^2; the double part's error
          * (n·2^-53 relative to Σ|x|) is < 1e-6 of that */
         snprintf(name, sizeof name, "meanpool NMSE B=%d T=%d C=%d t0=%d n=%d (one rounding)", s.B, s.T, s.C, s.t0, s.n);
-        t_check(name, t_nmse_fd(out, ref, no), U * U);
-        fill_garbage(dx, nx);
+        t_check(name, t_nmse_fd(out, ref, no), T_U * T_U);
+        t_fill_garbage(dx, nx);
         meanpool_backward(&ctx, dx, Rf, s.B, s.T, s.C, s.t0, s.n);
-        FdLoss f = { ref_meanpool, &s, tmp, R, no };
+        TFdLoss f = { ref_meanpool, &s, tmp, R, no };
         /* dout · fl(1/n): two roundings; the FD gradient is exactly 0 off the pooled range
          * and dx must be exactly 0 there (score term 0/(0+0+floor) = 0) */
-        t_check("meanpool dx grad (K=2)", grad_score(&f, x, nx, dx), grad_thr(2));
+        t_check("meanpool dx grad (K=2)", t_grad_score_ref(&f, x, nx, dx), grad_thr(2));
         free(x); free(ref); free(R); free(tmp); free(xf); free(out); free(Rf); free(dx);
     }
     {
         const int B = 5, T = 60, C = 150, t0 = 1, n = 59;
         long nx = (long)B * T * C;
-        float *x = fnew(nx), *o1 = fnew((long)B * C), *o3 = fnew((long)B * C);
-        frandn(rng, x, nx, 1.0);
-        set_threads(1); meanpool_forward(&ctx, o1, x, B, T, C, t0, n);
-        set_threads(3); meanpool_forward(&ctx, o3, x, B, T, C, t0, n);
-        set_threads(ctx.threads);
+        float *x = t_fnew(nx), *o1 = t_fnew((long)B * C), *o3 = t_fnew((long)B * C);
+        t_frandn(rng, x, nx, 1.0);
+        t_set_threads(1); meanpool_forward(&ctx, o1, x, B, T, C, t0, n);
+        t_set_threads(3); meanpool_forward(&ctx, o3, x, B, T, C, t0, n);
+        t_set_threads(ctx.threads);
         t_true("meanpool_forward bit-identical with 1 and 3 threads", !memcmp(o1, o3, (long)B * C * 4));
         free(x); free(o1); free(o3);
     }

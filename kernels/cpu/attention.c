@@ -9,15 +9,15 @@
  *   m_i = max_j S_ij (the max is subtracted before exp, so no overflow);  P = softmax(S);
  *   O = P V.  Only lse is saved.
  * Backward, per (b, h), recomputing P = exp(S - lse) from the same sgemm as the forward:
- *   dP = dO V^T;  D_i = sum_d dO_id O_id;  dS = P o (dP - D);
+ *   dP = dO V^T;  D_i = sum_j P_ij dP_ij;  dS = P o (dP - D);
  *   dV = P^T dO;  dQ = scale dS K;  dK = scale dS^T Q   (all written, beta = 0).
  *
  * Design (measured on 2 cores, see tests/test_ops_linear_attn.c timing): heads are processed
  * one after the other, each as sgemm calls (OpenBLAS threads inside) plus one OpenMP region
  * for the row-wise softmax work. Workspace is one [T, T] buffer in the forward and two in the
- * backward, for ONE head at a time, reused across heads: 8 MB for T = 1031. Every reduction
- * has a fixed order (rows are independent; OpenBLAS splits M/N, never K), so results do not
- * depend on the thread count.
+ * backward, for ONE head at a time, reused across heads: 8 MB for T = 1031. Our own loops
+ * have a fixed order (rows are independent), so repeated runs are bit-identical; OpenBLAS's
+ * sgemm rounds differently with different thread counts, so deterministic runs fix it.
  */
 #include "cpu.h"
 
@@ -59,6 +59,7 @@ void cpu_attention_backward(Ctx* c, float* dqkv, const float* dout, const float*
                             const float* out, const float* lse, int B, int T, int H, int hd) {
     const int C = H * hd, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hd);
+    (void)out;  /* in the interface for backends that take D_i = rowsum(dO∘O) instead */
     float* P = (float*)ctx_workspace(c, 2 * (size_t)T * T * sizeof(float));
     float* dS = P + (size_t)T * T;  /* holds dP, then dS in place */
     for (int b = 0; b < B; b++) {
@@ -67,7 +68,6 @@ void cpu_attention_backward(Ctx* c, float* dqkv, const float* dout, const float*
             const float* Q = qkv + qoff;
             const float* K = Q + C;
             const float* V = Q + 2 * C;
-            const float* O = out + ooff;
             const float* dO = dout + ooff;
             const float* L = lse + ((size_t)b * H + h) * T;
             float* dQ = dqkv + qoff;
@@ -82,15 +82,18 @@ void cpu_attention_backward(Ctx* c, float* dqkv, const float* dout, const float*
             for (int i = 0; i < T; i++) {
                 float* p = P + (size_t)i * T;
                 float* ds = dS + (size_t)i * T;
-                const float* oi = O + (size_t)i * C;
-                const float* doi = dO + (size_t)i * C;
-                float Di = 0.0f;
-                for (int d = 0; d < hd; d++) Di += doi[d] * oi[d];
                 const float li = L[i];
+                /* D_i = Σ_j P_ij dP_ij from the SAME recomputed P and dP (not rowsum(dO∘O),
+                 * flash-attention's shortcut): then Σ_j dS_ij = 0 to rounding, as in the exact
+                 * softmax backward, and no O-vs-P rounding mismatch leaks into dQ along the
+                 * mean key. Costs one T-length dot per row, small beside the GEMMs. */
+                double Di = 0.0;
                 for (int j = 0; j < T; j++) {
                     p[j] = expf(p[j] - li);
-                    ds[j] = p[j] * (ds[j] - Di);
+                    Di += (double)p[j] * ds[j];
                 }
+                const float Df = (float)Di;
+                for (int j = 0; j < T; j++) ds[j] = p[j] * (ds[j] - Df);
             }
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T,
                         1.0f, P, T, dO, C, 0.0f, dV, C3);
