@@ -18,7 +18,8 @@
     X(layerscale_forward) X(layerscale_backward) X(drop_path_forward) X(scale_inplace) \
     X(meanpool_forward) X(meanpool_backward)                                          \
     X(crossentropy_forward) X(crossentropy_backward)                                  \
-    X(adamw_update) X(sumsq)
+    X(adamw_update) X(sumsq)                                                          \
+    X(mmd_stats) X(mmd_center) X(sqdist_forward)
 
 struct Backend {
     const char* name;

@@ -123,3 +123,9 @@ FWD(crossentropy_backward, (Ctx* c, float* dlogits, const float* logits, const i
 FWD(adamw_update, (Ctx* c, float* p, const float* g, float* m, float* v, long n, float lr,
     float beta1, float beta2, float eps, float wd, int t), (c, p, g, m, v, n, lr, beta1, beta2, eps, wd, t))
 FWD(sumsq, (Ctx* c, double* out, const float* x, long n), (c, out, x, n))
+FWD(mmd_stats, (Ctx* c, const MmdOut* out, const float* X, const float* Y, const float* V,
+    const MmdDims* dims), (c, out, X, Y, V, dims))
+FWD(mmd_center, (Ctx* c, float* Xc, float* Yc, float* mu, const float* X, const float* Y, int n,
+    int m, int d), (c, Xc, Yc, mu, X, Y, n, m, d))
+FWD(sqdist_forward, (Ctx* c, float* out, const float* A, const float* Bm, int n1, int n2, int d),
+    (c, out, A, Bm, n1, n2, d))

@@ -154,4 +154,46 @@ void adamw_update(Ctx* c, float* p, const float* g, float* m, float* v, long n,
  * global grad norm of the whole gradient buffer is sqrt of this (grads are one allocation). */
 void sumsq(Ctx* c, double* out, const float* x, long n);
 
+/* ---- fused Gaussian-kernel statistics (MMD², energy distance, RBF-CKA) -------------------
+ * X [n, d] and Y [m, d]; Z = [X; Y] is the pooled set (N = n + m rows). One pass over tiles of
+ * the pooled pairwise distances: the n x m kernel matrix is never stored (memory O(N·d + tile)).
+ * d2(a, b) = max(0, |a|^2 + |b|^2 - 2 a·b), norms taken from the same fp32 rows that enter the
+ * dot products; k_s(a, b) = exp(-gamma[s] d2), s < S; kmix = (1/S) Σ_s k_s. Self pairs are
+ * masked by index (i = j), never by assuming k = 1. Per-tile sums are accumulated in fp32
+ * (pairwise), combined in fp64 in a fixed order: results are bit-identical for any thread count.
+ * Rows should be centred on the pooled mean first (mmd_center): it keeps |a|^2 small against
+ * the distances, which is what the fp32 expansion above needs.
+ * All outputs are device doubles, overwritten; a NULL output is skipped.
+ *   sums[q*S + s], q = MMD_SXX: Σ_{i≠j} k_s(x_i,x_j) (both orders)   MMD_SYY: same over Y
+ *                  MMD_SXY: Σ_{i,j} k_s(x_i,y_j)   MMD_DXY: Σ_i k_s(x_i,y_i) (paired, else 0)
+ *   dsum[3]:   Σ_{i≠j} |x_i-x_j|,  Σ_{i≠j} |y_i-y_j|,  Σ_{i,j} |x_i-y_j|   (energy distance)
+ *   rows_x[(i*3 + r)*S + s]: r=0 Σ_{j≠i} k_s(x_i,x_j), r=1 Σ_j k_s(x_i,y_j), r=2 k_s(x_i,y_i) (paired)
+ *   rows_y[(j*2 + r)*S + s]: r=0 Σ_{i≠j} k_s(y_j,y_i), r=1 Σ_i k_s(x_i,y_j)
+ *   cka[3] (paired, gamma_cka_x, gamma_cka_y > 0): with Kx_ij = exp(-gamma_cka_x d2(x_i,x_j)),
+ *          Ly_ij likewise, over ALL i, j (diagonal from the computed d2):
+ *          Σ Kx∘Ly, Σ Kx∘Kx, Σ Ly∘Ly;   cka_rows[i*2 + r]: r=0 Σ_j Kx_ij, r=1 Σ_j Ly_ij
+ *   kv[(i*2 + h)*B + b] (B > 0, V [N, B] device weights): with K~ = kmix on Z with the pooled
+ *          diagonal zeroed, h=0: Σ_{j<n} K~(z_i,z_j) V[j,b] (columns from X), h=1: Σ_{j>=n} (from Y).
+ *          Every permutation / bootstrap replicate is a quadratic form in these (K·V in one pass).
+ */
+#define MMD_MAX_S 8
+enum { MMD_SXX = 0, MMD_SYY = 1, MMD_SXY = 2, MMD_DXY = 3, MMD_NSUM = 4 };
+typedef struct {
+    int n, m, d, S, B;
+    int paired;                    /* n == m and row i of X pairs with row i of Y */
+    float gamma[MMD_MAX_S];        /* 1 / (2 sigma_s^2) */
+    float gamma_cka_x, gamma_cka_y;
+} MmdDims;
+typedef struct {
+    double *sums, *dsum, *rows_x, *rows_y, *cka, *cka_rows, *kv;
+} MmdOut;
+void mmd_stats(Ctx* c, const MmdOut* out, const float* X, const float* Y, const float* V,
+               const MmdDims* dims);
+/* Xc = X - mu, Yc = Y - mu with mu the pooled mean of [X; Y] (accumulated in double); mu out
+ * [d] (device float, may be NULL). In place allowed. */
+void mmd_center(Ctx* c, float* Xc, float* Yc, float* mu, const float* X, const float* Y,
+                int n, int m, int d);
+/* out [n1, n2] = max(0, |a_i|^2 + |b_j|^2 - 2 a_i·b_j) (pairwise squared distances, fp32) */
+void sqdist_forward(Ctx* c, float* out, const float* A, const float* Bm, int n1, int n2, int d);
+
 #endif
