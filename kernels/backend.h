@@ -19,7 +19,15 @@
     X(meanpool_forward) X(meanpool_backward)                                          \
     X(crossentropy_forward) X(crossentropy_backward)                                  \
     X(adamw_update) X(sumsq)                                                          \
-    X(mmd_stats) X(mmd_center) X(sqdist_forward)
+    X(mmd_stats) X(mmd_center) X(sqdist_forward)                                      \
+    X(conv3d_forward) X(conv3d_backward) X(convT_forward) X(convT_backward)           \
+    X(instnorm_forward) X(instnorm_backward) X(batchnorm_forward) X(batchnorm_backward) \
+    X(leaky_relu_forward) X(leaky_relu_backward) X(upsample_forward) X(upsample_backward) \
+    X(concat_channels_forward) X(concat_channels_backward)                            \
+    X(tokens_to_grid_forward) X(tokens_to_grid_backward)                              \
+    X(resample_axis_forward) X(resample_axis_backward)                                \
+    X(softmax_channels_forward) X(dice_ce_forward) X(dice_ce_backward)                \
+    X(cls_loss_forward) X(cls_loss_backward) X(regress_loss_forward) X(regress_loss_backward)
 
 struct Backend {
     const char* name;

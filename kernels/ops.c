@@ -129,3 +129,53 @@ FWD(mmd_center, (Ctx* c, float* Xc, float* Yc, float* mu, const float* X, const 
     int m, int d), (c, Xc, Yc, mu, X, Y, n, m, d))
 FWD(sqdist_forward, (Ctx* c, float* out, const float* A, const float* Bm, int n1, int n2, int d),
     (c, out, A, Bm, n1, n2, d))
+FWD(conv3d_forward, (Ctx* c, float* out, const float* in, const float* W, const float* bias, int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw),
+    (c, out, in, W, bias, B, Ci, Co, D, H, Wd, kd, kh, kw))
+FWD(conv3d_backward, (Ctx* c, float* din, float* dW, float* dbias, const float* dout, const float* in, const float* W, int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw),
+    (c, din, dW, dbias, dout, in, W, B, Ci, Co, D, H, Wd, kd, kh, kw))
+FWD(convT_forward, (Ctx* c, float* out, const float* in, const float* W, const float* bias, int B, int Ci, int Co, int D, int H, int Wd, int fd, int fh, int fw),
+    (c, out, in, W, bias, B, Ci, Co, D, H, Wd, fd, fh, fw))
+FWD(convT_backward, (Ctx* c, float* din, float* dW, float* dbias, const float* dout, const float* in, const float* W, int B, int Ci, int Co, int D, int H, int Wd, int fd, int fh, int fw),
+    (c, din, dW, dbias, dout, in, W, B, Ci, Co, D, H, Wd, fd, fh, fw))
+FWD(instnorm_forward, (Ctx* c, float* out, float* mean, float* rstd, const float* x, const float* w, const float* b, int B, int C, long S, float eps),
+    (c, out, mean, rstd, x, w, b, B, C, S, eps))
+FWD(instnorm_backward, (Ctx* c, float* dx, float* dw, float* db, const float* dout, const float* x, const float* w, const float* mean, const float* rstd, int B, int C, long S),
+    (c, dx, dw, db, dout, x, w, mean, rstd, B, C, S))
+FWD(batchnorm_forward, (Ctx* c, float* out, float* mean, float* rstd, float* run_mean, float* run_var, const float* x, const float* w, const float* b, int B, int C, long S, float eps, float momentum, int training),
+    (c, out, mean, rstd, run_mean, run_var, x, w, b, B, C, S, eps, momentum, training))
+FWD(batchnorm_backward, (Ctx* c, float* dx, float* dw, float* db, const float* dout, const float* x, const float* w, const float* mean, const float* rstd, int B, int C, long S, int training),
+    (c, dx, dw, db, dout, x, w, mean, rstd, B, C, S, training))
+FWD(leaky_relu_forward, (Ctx* c, float* out, const float* x, float slope, long n),
+    (c, out, x, slope, n))
+FWD(leaky_relu_backward, (Ctx* c, float* dx, const float* dout, const float* x, float slope, long n),
+    (c, dx, dout, x, slope, n))
+FWD(upsample_forward, (Ctx* c, float* out, const float* in, int B, int C, int D, int H, int W, int fd, int fh, int fw, int mode),
+    (c, out, in, B, C, D, H, W, fd, fh, fw, mode))
+FWD(upsample_backward, (Ctx* c, float* din, const float* dout, int B, int C, int D, int H, int W, int fd, int fh, int fw, int mode),
+    (c, din, dout, B, C, D, H, W, fd, fh, fw, mode))
+FWD(concat_channels_forward, (Ctx* c, float* out, const float* a, const float* b, int B, int Ca, int Cb, long S),
+    (c, out, a, b, B, Ca, Cb, S))
+FWD(concat_channels_backward, (Ctx* c, float* da, float* db, const float* dout, int B, int Ca, int Cb, long S),
+    (c, da, db, dout, B, Ca, Cb, S))
+FWD(tokens_to_grid_forward, (Ctx* c, float* out, const float* tokens, int B, int T, int C, int t0, long S),
+    (c, out, tokens, B, T, C, t0, S))
+FWD(tokens_to_grid_backward, (Ctx* c, float* dtokens, const float* dout, int B, int T, int C, int t0, long S),
+    (c, dtokens, dout, B, T, C, t0, S))
+FWD(resample_axis_forward, (Ctx* c, float* out, const float* in, const float* disp, int B, int C, int D, int H, int W, int axis),
+    (c, out, in, disp, B, C, D, H, W, axis))
+FWD(resample_axis_backward, (Ctx* c, float* din, float* ddisp, const float* dout, const float* in, const float* disp, int B, int C, int D, int H, int W, int axis),
+    (c, din, ddisp, dout, in, disp, B, C, D, H, W, axis))
+FWD(softmax_channels_forward, (Ctx* c, float* prob, const float* logits, int B, int K, long S),
+    (c, prob, logits, B, K, S))
+FWD(dice_ce_forward, (Ctx* c, double* out, const float* prob, const int32_t* labels, const float* weights, int B, int K, long S, int include_background),
+    (c, out, prob, labels, weights, B, K, S, include_background))
+FWD(dice_ce_backward, (Ctx* c, float* dlogits, const float* prob, const int32_t* labels, const float* weights, int B, int K, long S, int include_background, float w_ce, float w_dice),
+    (c, dlogits, prob, labels, weights, B, K, S, include_background, w_ce, w_dice))
+FWD(cls_loss_forward, (Ctx* c, double* out, const float* logits, const int32_t* targets, const float* weights, int B, int V, float smoothing, float focal_gamma),
+    (c, out, logits, targets, weights, B, V, smoothing, focal_gamma))
+FWD(cls_loss_backward, (Ctx* c, float* dlogits, const float* logits, const int32_t* targets, const float* weights, int B, int V, float smoothing, float focal_gamma, float scale),
+    (c, dlogits, logits, targets, weights, B, V, smoothing, focal_gamma, scale))
+FWD(regress_loss_forward, (Ctx* c, double* out, const float* pred, const float* target, long n, int kind),
+    (c, out, pred, target, n, kind))
+FWD(regress_loss_backward, (Ctx* c, float* dpred, const float* pred, const float* target, long n, int kind, float scale),
+    (c, dpred, pred, target, n, kind, scale))

@@ -196,4 +196,101 @@ void mmd_center(Ctx* c, float* Xc, float* Yc, float* mu, const float* X, const f
 /* out [n1, n2] = max(0, |a_i|^2 + |b_j|^2 - 2 a_i·b_j) (pairwise squared distances, fp32) */
 void sqdist_forward(Ctx* c, float* out, const float* A, const float* Bm, int n1, int n2, int d);
 
+/* ==== dense decoder ops (task heads) ========================================================
+ * Volumes are [B, C, D, H, W], channels first (PyTorch's layout), S = D*H*W voxels; 2D is D = 1
+ * (and kd = 1, fd = 1). Same gradient rule as above: inputs written, parameters accumulated. */
+
+/* Convolution, stride 1, zero padding (k-1)/2 per axis (odd kernels), W [Co, Ci, kd, kh, kw]
+ * (nn.Conv3d layout), bias [Co] or NULL. */
+void conv3d_forward(Ctx* c, float* out, const float* in, const float* W, const float* bias,
+                    int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw);
+void conv3d_backward(Ctx* c, float* din, float* dW, float* dbias, const float* dout,
+                     const float* in, const float* W, int B, int Ci, int Co, int D, int H, int Wd,
+                     int kd, int kh, int kw);
+/* Transposed convolution with kernel = stride = (fd, fh, fw) (no overlap): in [B, Ci, D, H, W]
+ * -> out [B, Co, D*fd, H*fh, W*fw]; W [Ci, Co, fd, fh, fw] (nn.ConvTranspose3d layout). */
+void convT_forward(Ctx* c, float* out, const float* in, const float* W, const float* bias,
+                   int B, int Ci, int Co, int D, int H, int Wd, int fd, int fh, int fw);
+void convT_backward(Ctx* c, float* din, float* dW, float* dbias, const float* dout,
+                    const float* in, const float* W, int B, int Ci, int Co, int D, int H, int Wd,
+                    int fd, int fh, int fw);
+/* Instance norm: per (b, c) over the S voxels, biased variance; w, b [C] or NULL (no affine);
+ * saves mean, rstd [B*C]. */
+void instnorm_forward(Ctx* c, float* out, float* mean, float* rstd, const float* x,
+                      const float* w, const float* b, int B, int C, long S, float eps);
+void instnorm_backward(Ctx* c, float* dx, float* dw, float* db, const float* dout,
+                       const float* x, const float* w, const float* mean, const float* rstd,
+                       int B, int C, long S);
+/* Batch norm over (B, S) per channel (BatchNorm1d: S = 1; BatchNorm2d/3d: S voxels). training:
+ * normalise with the batch statistics (biased), save mean/rstd [C], and update run_mean/run_var
+ * (device, may be NULL) as PyTorch: r = (1-momentum) r + momentum * batch stat, run_var with
+ * the unbiased variance. Eval (training = 0): normalise with run_mean/run_var. w, b may be
+ * NULL (no affine). backward needs the mode of the forward. */
+void batchnorm_forward(Ctx* c, float* out, float* mean, float* rstd, float* run_mean,
+                       float* run_var, const float* x, const float* w, const float* b,
+                       int B, int C, long S, float eps, float momentum, int training);
+void batchnorm_backward(Ctx* c, float* dx, float* dw, float* db, const float* dout,
+                        const float* x, const float* w, const float* mean, const float* rstd,
+                        int B, int C, long S, int training);
+/* out = x > 0 ? x : slope * x (slope 0: ReLU); backward uses x. In place allowed. */
+void leaky_relu_forward(Ctx* c, float* out, const float* x, float slope, long n);
+void leaky_relu_backward(Ctx* c, float* dx, const float* dout, const float* x, float slope, long n);
+/* Upsampling by integer factors per axis: UPS_NEAREST, or UPS_LINEAR = F.interpolate
+ * trilinear/bilinear with align_corners = False. out [B, C, D*fd, H*fh, W*fw]. */
+enum { UPS_NEAREST = 0, UPS_LINEAR = 1 };
+void upsample_forward(Ctx* c, float* out, const float* in, int B, int C, int D, int H, int W,
+                      int fd, int fh, int fw, int mode);
+void upsample_backward(Ctx* c, float* din, const float* dout, int B, int C, int D, int H, int W,
+                       int fd, int fh, int fw, int mode);
+/* channel concat: out [B, Ca + Cb, S] = [a | b]; backward splits (da, db may be NULL). */
+void concat_channels_forward(Ctx* c, float* out, const float* a, const float* b, int B, int Ca,
+                             int Cb, long S);
+void concat_channels_backward(Ctx* c, float* da, float* db, const float* dout, int B, int Ca,
+                              int Cb, long S);
+/* patch tokens [B, T, C] rows t0 .. t0+S-1 (S = gd*gh*gw, raster order) -> volume [B, C, S];
+ * backward writes dtokens rows t0 .. t0+S-1 only (other rows untouched). */
+void tokens_to_grid_forward(Ctx* c, float* out, const float* tokens, int B, int T, int C, int t0,
+                            long S);
+void tokens_to_grid_backward(Ctx* c, float* dtokens, const float* dout, int B, int T, int C,
+                             int t0, long S);
+/* Resampling along one axis (0 = D, 1 = H, 2 = W; the phase-encode axis) by a displacement
+ * field disp [B, D, H, W] in voxels: out[b,c,p] = linear interpolation of in[b,c,·] along the
+ * axis at p_axis + disp[b,p], clamped to the border. backward: din (written) and ddisp
+ * (written; NULL skips). */
+void resample_axis_forward(Ctx* c, float* out, const float* in, const float* disp, int B, int C,
+                           int D, int H, int W, int axis);
+void resample_axis_backward(Ctx* c, float* din, float* ddisp, const float* dout,
+                            const float* in, const float* disp, int B, int C, int D, int H,
+                            int W, int axis);
+
+/* ==== losses (device; reductions in double, fixed order) =================================== */
+/* Dense softmax: prob [B, K, S] = softmax over K of logits [B, K, S]. */
+void softmax_channels_forward(Ctx* c, float* prob, const float* logits, int B, int K, long S);
+/* Dice + cross-entropy for segmentation. labels int32 [B, S] in [0, K). out (device doubles):
+ * out[0] = mean CE over B*S voxels (optionally class-weighted: weights [K] device or NULL),
+ * out[1] = mean over (b, class k >= k0) of soft Dice loss 1 - (2 Σ p g + smooth)/(Σ p + Σ g +
+ * smooth), k0 = include_background ? 0 : 1, smooth = 1e-5 (MONAI's smooth_nr/smooth_dr).
+ * backward: dlogits = w_ce * dCE/dlogits + w_dice * dDice/dlogits, from prob (forward's). */
+void dice_ce_forward(Ctx* c, double* out, const float* prob, const int32_t* labels,
+                     const float* weights, int B, int K, long S, int include_background);
+void dice_ce_backward(Ctx* c, float* dlogits, const float* prob, const int32_t* labels,
+                      const float* weights, int B, int K, long S, int include_background,
+                      float w_ce, float w_dice);
+/* Classification loss on logits [B, V]: cross-entropy with optional class weights [V],
+ * label smoothing eps, or focal loss (gamma > 0; alpha = class weights). out[0] = the mean
+ * loss (weighted mean when weighted, as torch's CrossEntropyLoss). backward: dlogits = dL/d
+ * logits times scale. */
+void cls_loss_forward(Ctx* c, double* out, const float* logits, const int32_t* targets,
+                      const float* weights, int B, int V, float smoothing, float focal_gamma);
+void cls_loss_backward(Ctx* c, float* dlogits, const float* logits, const int32_t* targets,
+                       const float* weights, int B, int V, float smoothing, float focal_gamma,
+                       float scale);
+/* Regression losses: out[0] = mean |p - t| (L1) or mean (p - t)^2 (MSE) over n;
+ * backward dpred = scale * dmean/dpred (sign(0) = 0 for L1, as torch). */
+enum { LOSS_L1 = 0, LOSS_MSE = 1 };
+void regress_loss_forward(Ctx* c, double* out, const float* pred, const float* target, long n,
+                          int kind);
+void regress_loss_backward(Ctx* c, float* dpred, const float* pred, const float* target, long n,
+                           int kind, float scale);
+
 #endif

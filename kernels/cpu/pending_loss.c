@@ -1,0 +1,11 @@
+/* TEMPORARY: placeholders removed as the real kernels land. */
+#include "cpu.h"
+#include <stdio.h>
+#include <stdlib.h>
+void cpu_softmax_channels_forward(Ctx* c, float* prob, const float* logits, int B, int K, long S) { (void)c; (void)prob; (void)logits; (void)B; (void)K; (void)S; fprintf(stderr, "softmax_channels_forward not implemented\n"); abort(); }
+void cpu_dice_ce_forward(Ctx* c, double* out, const float* prob, const int32_t* labels, const float* weights, int B, int K, long S, int include_background) { (void)c; (void)out; (void)prob; (void)labels; (void)weights; (void)B; (void)K; (void)S; (void)include_background; fprintf(stderr, "dice_ce_forward not implemented\n"); abort(); }
+void cpu_dice_ce_backward(Ctx* c, float* dlogits, const float* prob, const int32_t* labels, const float* weights, int B, int K, long S, int include_background, float w_ce, float w_dice) { (void)c; (void)dlogits; (void)prob; (void)labels; (void)weights; (void)B; (void)K; (void)S; (void)include_background; (void)w_ce; (void)w_dice; fprintf(stderr, "dice_ce_backward not implemented\n"); abort(); }
+void cpu_cls_loss_forward(Ctx* c, double* out, const float* logits, const int32_t* targets, const float* weights, int B, int V, float smoothing, float focal_gamma) { (void)c; (void)out; (void)logits; (void)targets; (void)weights; (void)B; (void)V; (void)smoothing; (void)focal_gamma; fprintf(stderr, "cls_loss_forward not implemented\n"); abort(); }
+void cpu_cls_loss_backward(Ctx* c, float* dlogits, const float* logits, const int32_t* targets, const float* weights, int B, int V, float smoothing, float focal_gamma, float scale) { (void)c; (void)dlogits; (void)logits; (void)targets; (void)weights; (void)B; (void)V; (void)smoothing; (void)focal_gamma; (void)scale; fprintf(stderr, "cls_loss_backward not implemented\n"); abort(); }
+void cpu_regress_loss_forward(Ctx* c, double* out, const float* pred, const float* target, long n, int kind) { (void)c; (void)out; (void)pred; (void)target; (void)n; (void)kind; fprintf(stderr, "regress_loss_forward not implemented\n"); abort(); }
+void cpu_regress_loss_backward(Ctx* c, float* dpred, const float* pred, const float* target, long n, int kind, float scale) { (void)c; (void)dpred; (void)pred; (void)target; (void)n; (void)kind; (void)scale; fprintf(stderr, "regress_loss_backward not implemented\n"); abort(); }
