@@ -23,7 +23,7 @@ static const char* USAGE =
     "  train              fine-tune on one task              (not built yet)\n"
     "  eval, predict      metrics / predictions per case     (not built yet)\n"
     "  features           per-layer features to HDF5         (not built yet)\n"
-    "  mmd                MMD / CKA between feature sets     (not built yet)\n"
+    "  mmd A.h5 [B.h5]    MMD / CKA between feature sets (vita mmd --help)\n"
     "  sweep, report      job-array sweeps and the paper's table (not built yet)\n"
     "\n"
     "global options: --help  --version  --device cpu|cuda|auto  --threads N  --quiet\n"
@@ -94,8 +94,9 @@ int vita_main(int argc, char** argv) {
     }
     const char* cmd = argv[1];
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "mmd")) return cmd_mmd(argc - 1, argv + 1);
     static const char* later[] = {"phantom", "import", "pretrain", "train", "eval", "predict",
-                                  "features", "mmd", "sweep", "report"};
+                                  "features", "sweep", "report"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         if (!strcmp(cmd, later[i])) {
             fprintf(stderr, "vita: '%s' is not built in this version yet (vita %s has the encoder, "

@@ -2,4 +2,6 @@
 #ifndef VITA_CLI_H
 #define VITA_CLI_H
 int vita_main(int argc, char** argv);
+/* `vita mmd` (engine/cmd_mmd.c); argv[0] is "mmd" */
+int cmd_mmd(int argc, char** argv);
 #endif

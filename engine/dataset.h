@@ -53,6 +53,14 @@ int dataset_channel(const Dataset* ds, const char* name);
 /* prints the schema and a summary (cases per split/fold, label counts) — `vita info D.h5` */
 int dataset_print_info(const char* path);
 
+/* The process-wide HDF5 lock (recursive). When HDF5 is not thread-safe (Debian's serial build)
+ * every HDF5 call in dataset.c runs under it; other code that calls HDF5 while a loader
+ * thread may be reading (e.g. the run log) should wrap its calls in it too. A no-op lock
+ * when H5is_library_threadsafe says the library is thread-safe. */
+void dataset_h5_lock(void);
+void dataset_h5_unlock(void);
+int dataset_h5_serialized(void);   /* 1 when the lock serialises HDF5 calls */
+
 /* ---- writing (atomic: temp file + rename on dataset_finish) ---- */
 typedef struct {
     int n, C, D, H, W;

@@ -158,7 +158,9 @@ void sumsq(Ctx* c, double* out, const float* x, long n);
  * X [n, d] and Y [m, d]; Z = [X; Y] is the pooled set (N = n + m rows). One pass over tiles of
  * the pooled pairwise distances: the n x m kernel matrix is never stored (memory O(N·d + tile)).
  * d2(a, b) = max(0, |a|^2 + |b|^2 - 2 a·b), norms taken from the same fp32 rows that enter the
- * dot products; k_s(a, b) = exp(-gamma[s] d2), s < S; kmix = (1/S) Σ_s k_s. Self pairs are
+ * dot products; pairs so close that the expansion cancels (d2 < (|a|^2 + |b|^2) / 32), self pairs
+ * and the paired diagonal get d2 recomputed as |a - b|^2 from the rows (exact duplicates give
+ * k = 1 and distance 0, which the expansion alone cannot); k_s(a, b) = exp(-gamma[s] d2), s < S; kmix = (1/S) Σ_s k_s. Self pairs are
  * masked by index (i = j), never by assuming k = 1. Per-tile sums are accumulated in fp32
  * (pairwise), combined in fp64 in a fixed order: results are bit-identical for any thread count.
  * Rows should be centred on the pooled mean first (mmd_center): it keeps |a|^2 small against
