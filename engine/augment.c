@@ -126,20 +126,37 @@ void aug_resample(const float* src, int C, const int dims[3], const double centr
         return;
     }
     long vox = 0;
+    const long HW = H * W;
     for (int d = 0; d < out[0]; d++)
         for (int h = 0; h < out[1]; h++)
             for (int w = 0; w < out[2]; w++, vox++) {
                 double s[3];
                 src_coord(centre, A, oc, disp, vox, nvox, d, h, w, s);
-                double fl[3];
                 long i0[3];
                 double f[3];
                 for (int a = 0; a < 3; a++) {
-                    fl[a] = floor(s[a]);
-                    f[a] = s[a] - fl[a];
-                    i0[a] = (fl[a] < -2 || fl[a] > 1e9) ? -2 : (long)fl[a];
+                    if (!(s[a] > -2 && s[a] < 1e9)) { i0[a] = -2; f[a] = 0; continue; }
+                    long t = (long)s[a];           /* floor without a libm call */
+                    if ((double)t > s[a]) t--;
+                    i0[a] = t;
+                    f[a] = s[a] - (double)t;
                 }
-                /* corner weights; corners outside the volume contribute zero */
+                if (i0[0] >= 0 && i0[0] < D - 1 && i0[1] >= 0 && i0[1] < H - 1 && i0[2] >= 0 &&
+                    i0[2] < W - 1) {
+                    /* interior: all 8 corners inside */
+                    const long b0 = (i0[0] * H + i0[1]) * W + i0[2];
+                    for (int c = 0; c < C; c++) {
+                        const float* p = src + c * nsrc + b0;
+                        double a00 = p[0] + f[2] * ((double)p[1] - p[0]);
+                        double a01 = p[W] + f[2] * ((double)p[W + 1] - p[W]);
+                        double a10 = p[HW] + f[2] * ((double)p[HW + 1] - p[HW]);
+                        double a11 = p[HW + W] + f[2] * ((double)p[HW + W + 1] - p[HW + W]);
+                        double a0 = a00 + f[1] * (a01 - a00), a1 = a10 + f[1] * (a11 - a10);
+                        dst[c * nvox + vox] = (float)(a0 + f[0] * (a1 - a0));
+                    }
+                    continue;
+                }
+                /* border: corner weights, corners outside the volume contribute zero */
                 long idx[8];
                 double wt[8];
                 int k = 0;
@@ -239,17 +256,49 @@ void aug_gauss_smooth(float* x, const int dims[3], const double sigma[3]) {
 void aug_elastic_field(Rng* r, const int dims[3], double sigma, double mag, int with_z,
                        float* disp) {
     long n = (long)dims[0] * dims[1] * dims[2];
-    double sg[3] = {sigma, sigma, sigma};
+    /* N(0,1) on a grid coarser by f ~ sigma/2 (per axis, 1 on short axes), smoothed there by
+     * sigma/f and interpolated trilinearly: the cost no longer grows with sigma^1 * volume */
+    int f = sigma >= 4 ? (int)(sigma / 2) : 1;
+    int m[3];
+    for (int a = 0; a < 3; a++) m[a] = f > 1 ? (dims[a] - 1) / f + 2 : dims[a];
+    long nc = (long)m[0] * m[1] * m[2];
+    double sg[3] = {sigma / f, sigma / f, sigma / f};
+    float* cv = xmalloc(sizeof(float) * nc);
     for (int c = 0; c < 3; c++) {
         float* v = disp + c * n;
         if (c == 0 && !with_z) { memset(v, 0, sizeof(float) * n); continue; }
-        for (long i = 0; i < n; i++) v[i] = (float)rng_normal(r);
-        aug_gauss_smooth(v, dims, sg);
+        for (long i = 0; i < nc; i++) cv[i] = (float)rng_normal(r);
+        aug_gauss_smooth(cv, m, sg);
+        if (f == 1) {
+            memcpy(v, cv, sizeof(float) * n);
+        } else {
+            long vox = 0;
+            for (int d = 0; d < dims[0]; d++) {
+                int d0 = d / f; double fd = (double)(d % f) / f;
+                int d1 = d0 + 1 < m[0] ? d0 + 1 : d0;
+                for (int h = 0; h < dims[1]; h++) {
+                    int h0 = h / f; double fh = (double)(h % f) / f;
+                    int h1 = h0 + 1 < m[1] ? h0 + 1 : h0;
+                    for (int w = 0; w < dims[2]; w++, vox++) {
+                        int w0 = w / f; double fw = (double)(w % f) / f;
+                        int w1 = w0 + 1 < m[2] ? w0 + 1 : w0;
+#define CV(a, b, e) cv[((long)(a) * m[1] + (b)) * m[2] + (e)]
+                        double x0 = (CV(d0, h0, w0) * (1 - fw) + CV(d0, h0, w1) * fw) * (1 - fh) +
+                                    (CV(d0, h1, w0) * (1 - fw) + CV(d0, h1, w1) * fw) * fh;
+                        double x1 = (CV(d1, h0, w0) * (1 - fw) + CV(d1, h0, w1) * fw) * (1 - fh) +
+                                    (CV(d1, h1, w0) * (1 - fw) + CV(d1, h1, w1) * fw) * fh;
+#undef CV
+                        v[vox] = (float)(x0 * (1 - fd) + x1 * fd);
+                    }
+                }
+            }
+        }
         double ss = 0;
         for (long i = 0; i < n; i++) ss += (double)v[i] * v[i];
         double rms = sqrt(ss / n), s = rms > 0 ? mag / rms : 0;
         for (long i = 0; i < n; i++) v[i] = (float)(v[i] * s);
     }
+    free(cv);
 }
 
 /* stream tags (augment_draw_spatial / augment_intensity) */

@@ -80,8 +80,9 @@ void aug_resample_labels(const uint8_t* src, const int dims[3], const double cen
                          const double A[3][3], const float* disp, const int out[3], uint8_t* dst);
 void aug_flip(float* x, int C, const int dims[3], int axis);
 void aug_flip_u8(uint8_t* x, const int dims[3], int axis);
-/* smooth random field [3, dims]: N(0,1) smoothed by sigma voxels, unit RMS, times mag;
- * the z component is zero unless with_z */
+/* smooth random field [3, dims]: N(0,1) smoothed by sigma voxels (drawn on a grid coarser by
+ * f = floor(sigma/2) when sigma >= 4, smoothed by sigma/f there, trilinear up), scaled to RMS
+ * mag; the z component is zero unless with_z */
 void aug_elastic_field(Rng* r, const int dims[3], double sigma, double mag, int with_z,
                        float* disp);
 /* separable Gaussian smoothing in place (sigma per axis, 0 skips the axis), kernel truncated

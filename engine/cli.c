@@ -4,6 +4,8 @@
 #include "cli.h"
 #include "check.h"
 #include "safetensors.h"
+#include "dataset.h"
+#include "phantom.h"
 #include "../models/vit.h"
 #include "../models/vit_weights.h"
 
@@ -16,8 +18,8 @@ static const char* USAGE =
     "usage: vita COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  info FILE          what a weights file (safetensors) holds: tensors, shapes, model config\n"
-    "  phantom            synthetic mpMRI dataset            (not built yet)\n"
+    "  info FILE          what a dataset (.h5) or weights file (.safetensors) holds\n"
+    "  phantom --out D.h5 synthetic prostate mpMRI dataset (vita phantom --help)\n"
     "  import             real data from NIfTI / MHA         (not built yet)\n"
     "  pretrain           MAE / contrastive pretraining      (not built yet)\n"
     "  train              fine-tune on one task              (not built yet)\n"
@@ -31,17 +33,15 @@ static const char* USAGE =
 
 static int cmd_info(int argc, char** argv) {
     if (argc < 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: vita info FILE.safetensors\n"
-               "  lists tensors (name, dtype, shape), metadata, and the model config if present\n");
+        printf("usage: vita info FILE\n"
+               "  FILE.safetensors: tensors (name, dtype, shape), metadata, the model config\n"
+               "  FILE.h5 (vita dataset): schema, cases per split and fold, labels, classes\n");
         return argc < 2 ? VITA_EXIT_USER : 0;
     }
     const char* path = argv[1];
     size_t n = strlen(path);
-    if (n < 12 || strcmp(path + n - 12, ".safetensors")) {
-        fprintf(stderr, "vita: info %s: only .safetensors files are understood by this version "
-                "(datasets and logs arrive with the HDF5 reader)\n", path);
-        return VITA_EXIT_USER;
-    }
+    if (n < 12 || strcmp(path + n - 12, ".safetensors"))
+        return dataset_print_info(path) ? VITA_EXIT_USER : 0;
     StFile f;
     char err[512];
     if (st_open(&f, path, err, sizeof err)) {
@@ -95,7 +95,8 @@ int vita_main(int argc, char** argv) {
     const char* cmd = argv[1];
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "mmd")) return cmd_mmd(argc - 1, argv + 1);
-    static const char* later[] = {"phantom", "import", "pretrain", "train", "eval", "predict",
+    if (!strcmp(cmd, "phantom")) return cmd_phantom(argc - 1, argv + 1);
+    static const char* later[] = {"import", "pretrain", "train", "eval", "predict",
                                   "features", "sweep", "report"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         if (!strcmp(cmd, later[i])) {

@@ -48,6 +48,8 @@ static void h5_init_once(void) {
     pthread_mutexattr_destroy(&a);
     hbool_t ts = 0;
     if (H5is_library_threadsafe(&ts) >= 0 && ts) g_serialize = 0;
+    const char* force = getenv("VITA_HDF5_LOCK");  /* 1: serialise even a thread-safe HDF5 */
+    if (force && force[0] == '1') g_serialize = 1;
 }
 
 void dataset_h5_lock(void) {
@@ -812,7 +814,9 @@ int dataset_print_info(const char* path) {
     int fold_max = -1;
     for (int i = 0; i < N; i++) fold_max = ds.fold[i] > fold_max ? ds.fold[i] : fold_max;
     printf("  %-8s %6s", "split", "cases");
-    for (int k = -1; k <= fold_max; k++) printf("  fold%-3d", k);
+    for (int k = -1; k <= fold_max; k++)
+        if (k < 0) printf("  %-7s", "nofold");
+        else printf("  fold%-3d", k);
     if (ds.has_cls)
         for (int c = 0; c < ds.n_classes && c < 4; c++) printf("  %-8.8s", ds.class_names[c]);
     printf("\n");

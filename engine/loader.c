@@ -14,7 +14,9 @@ enum { TAG_CROP = 1, TAG_SPATIAL = 2, TAG_INTENSITY = 3, TAG_DEGRADE = 4 };
 #define VAL_DEGRADE_SEED 0x7a11dca5e5eedull   /* validation degradations: case index only */
 
 typedef struct {
-    float *img, *tgt, *tmp, *field, *tbuf, *sub, *disp, *disp1, *tsub;
+    float *raw;                /* case as read, dataset channel order [C_ds, D, H, W] */
+    float *img;                /* model channel order [C_seq, D, H, W] (== raw when identity) */
+    float *tgt, *tmp, *field, *tbuf, *sub, *disp, *disp1, *tsub;
     uint8_t *seg, *lab, *segsl;
     int* order;
     long order_epoch;
@@ -66,7 +68,7 @@ void loader_defaults(LoaderConfig* c) {
     c->samples_per_case = 1;
     c->world = 1;
     c->workers = 1;
-    c->queue = 4;
+    c->queue = 2;
     augment_defaults(&c->aug);
     snprintf(c->deg.superres_channel, sizeof c->deg.superres_channel, "t2w");
     c->deg.superres_factor = 2;
@@ -143,7 +145,8 @@ static void scratch_alloc(const Loader* L, Scratch* s) {
     int ctx = L->cfg.mode == LOADER_SLICE ? L->cfg.context : 1;
     long crop = (long)(L->cfg.mode == LOADER_SLICE ? ctx : L->D) * L->H * L->W;
     memset(s, 0, sizeof *s);
-    s->img = xmalloc(sizeof(float) * ds->C * vol);
+    s->raw = xmalloc(sizeof(float) * ds->C * vol);
+    s->img = L->chan_identity ? s->raw : xmalloc(sizeof(float) * L->C_seq * vol);
     s->seg = xcalloc(vol, 1);
     s->tgt = xmalloc(sizeof(float) * vol);
     s->tmp = xmalloc(sizeof(float) * vol);
@@ -152,7 +155,7 @@ static void scratch_alloc(const Loader* L, Scratch* s) {
     s->disp1 = xmalloc(sizeof(float) * 3 * (long)L->H * L->W);
     s->lab = xmalloc(crop);
     if (L->cfg.mode == LOADER_SLICE) {
-        s->sub = xmalloc(sizeof(float) * ds->C * ctx * (long)ds->H * ds->W);
+        s->sub = xmalloc(sizeof(float) * L->C_seq * ctx * (long)ds->H * ds->W);
         s->segsl = xmalloc((long)ds->H * ds->W);
         s->tsub = xmalloc(sizeof(float) * (long)ds->H * ds->W);
     }
@@ -161,22 +164,52 @@ static void scratch_alloc(const Loader* L, Scratch* s) {
 }
 
 static void scratch_free(Scratch* s) {
-    free(s->img); free(s->tgt); free(s->tmp); free(s->field); free(s->tbuf); free(s->sub);
+    if (s->img != s->raw) free(s->img);
+    free(s->raw); free(s->tgt); free(s->tmp); free(s->field); free(s->tbuf); free(s->sub);
     free(s->disp); free(s->disp1); free(s->tsub); free(s->seg); free(s->lab); free(s->segsl);
     free(s->order);
     memset(s, 0, sizeof *s);
 }
 
 /* ---- one case: read, image-task preparation ------------------------------------------------ */
-/* reads case i into s->img / s->seg, fills present[C_in]; image tasks: s->tgt = clean target,
- * inputs degraded (rng) and reduced to chan_mask */
+static int prepare_raw(Loader* L, Scratch* s, int i, Rng* rng, uint8_t* present, char* err,
+                       size_t errlen);
+
+/* dataset channel order (raw, pr) -> the model's (img, present) */
+static void map_channels(const Loader* L, const float* raw, const uint8_t* pr, float* img,
+                         uint8_t* present) {
+    const long vol = (long)L->ds->D * L->ds->H * L->ds->W;
+    for (int k = 0; k < L->C_seq; k++) {
+        int c = L->seq_src[k];
+        if (L->chan_identity) {
+            present[k] = pr[k];
+        } else if (c < 0) {
+            present[k] = 0;
+            memset(img + k * vol, 0, sizeof(float) * vol);
+        } else {
+            present[k] = pr[c];
+            memcpy(img + k * vol, raw + c * vol, sizeof(float) * vol);
+        }
+    }
+}
+
+/* reads case i into s->raw / s->seg; image tasks: s->tgt = clean target, inputs degraded (rng)
+ * and reduced to chan_mask; then s->img / present[C_seq] in the model's channel order */
 static int prepare_case(Loader* L, Scratch* s, int i, Rng* rng, uint8_t* present, char* err,
                         size_t errlen) {
+    uint8_t pr[DS_MAX_CHANNELS];
+    if (prepare_raw(L, s, i, rng, pr, err, errlen)) return 1;
+    map_channels(L, s->raw, pr, s->img, present);
+    return 0;
+}
+
+static int prepare_raw(Loader* L, Scratch* s, int i, Rng* rng, uint8_t* present, char* err,
+                       size_t errlen) {
     Dataset* ds = L->ds;
     const int C = ds->C;
     const long vol = (long)ds->D * ds->H * ds->W;
     const int dims[3] = {ds->D, ds->H, ds->W};
-    if (dataset_read_case(ds, i, s->img, ds->has_seg ? s->seg : NULL, err, errlen)) return 1;
+    if (dataset_read_case(ds, i, s->raw, ds->has_seg ? s->seg : NULL, err, errlen)) return 1;
     if (!ds->has_seg) memset(s->seg, 0, vol);
     memcpy(present, ds->channel_present + (long)i * C, C);
     if (!is_image_task(L->cfg.task)) return 0;
@@ -192,25 +225,25 @@ static int prepare_case(Loader* L, Scratch* s, int i, Rng* rng, uint8_t* present
         if (dataset_read_target(ds, i, L->target_name, s->tbuf, td, err, errlen)) return 1;
         memcpy(s->tgt, s->tbuf, sizeof(float) * vol);
     } else {
-        memcpy(s->tgt, s->img + (long)L->target_ch * vol, sizeof(float) * vol);
+        memcpy(s->tgt, s->raw + (long)L->target_ch * vol, sizeof(float) * vol);
         if (L->cfg.task == LOADER_SUPERRES) {
             int f = dg->superres_factor;
             int off = f > 1 ? (int)(rng_u64(rng) % (uint64_t)f) : 0;
-            deg_superres(s->img + (long)L->target_ch * vol, dims, dg->superres_axis, f, off);
+            deg_superres(s->raw + (long)L->target_ch * vol, dims, dg->superres_axis, f, off);
         } else if (L->cfg.task == LOADER_UNDISTORT) {
             double amp = dg->undistort_mag * (0.5 + 0.5 * rng_uniform(rng));
             deg_smooth_field(rng, dims, dg->undistort_spacing, amp, dg->undistort_axis, s->field);
             for (int c = 0; c < C; c++) {
                 if (!L->chan_mask[c] || !present[c]) continue;
-                deg_distort(s->img + c * vol, dims, dg->undistort_axis, s->field, 1, s->tmp);
-                memcpy(s->img + c * vol, s->tmp, sizeof(float) * vol);
+                deg_distort(s->raw + c * vol, dims, dg->undistort_axis, s->field, 1, s->tmp);
+                memcpy(s->raw + c * vol, s->tmp, sizeof(float) * vol);
             }
         }
     }
     for (int c = 0; c < C; c++)
         if (!L->chan_mask[c]) {
             present[c] = 0;
-            memset(s->img + c * vol, 0, sizeof(float) * vol);
+            memset(s->raw + c * vol, 0, sizeof(float) * vol);
         }
     return 0;
 }
@@ -220,7 +253,7 @@ static int produce_sample(Loader* L, Scratch* s, int i, uint64_t sseed, int trai
                           int j, char* err, size_t errlen) {
     Dataset* ds = L->ds;
     const LoaderConfig* cf = &L->cfg;
-    const int Cin = ds->C;
+    const int Cin = L->C_seq;
     const int dims[3] = {ds->D, ds->H, ds->W};
     const int slice = cf->mode == LOADER_SLICE;
     const int ctx = slice ? cf->context : 1;
@@ -357,8 +390,9 @@ static int produce_batch(Loader* L, Scratch* s, long epoch, long pos, Batch* b, 
     for (int j = 0; j < cf->batch; j++) {
         long q = pos * cf->batch + j;
         if (P->train) {
-            q %= L->per_rank;
-            long g = (q * cf->world + cf->rank) % P->total;
+            /* the last batch wraps to the start of the stream: same cases, fresh draws */
+            long qw = q % L->per_rank;
+            long g = (qw * cf->world + cf->rank) % P->total;
             int item = s->order[g];
             if (produce_sample(L, s, L->items[item], sample_seed(cf->seed, epoch, q, cf->rank), 1,
                                b, j, err, errlen))
@@ -489,7 +523,30 @@ int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size
     L->D = cf->mode == LOADER_SLICE ? 1 : cr[0];
     L->H = cr[1];
     L->W = cr[2];
-    L->C = ds->C * (cf->mode == LOADER_SLICE ? cf->context : 1);
+    /* the model's channels */
+    L->chan_identity = 1;
+    L->C_seq = ds->C;
+    for (int c = 0; c < ds->C; c++) L->seq_src[c] = c;
+    if (cf->channels[0]) {
+        char buf[sizeof cf->channels];
+        snprintf(buf, sizeof buf, "%s", cf->channels);
+        int k = 0, found = 0;
+        for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            if (k == DS_MAX_CHANNELS)
+                return fail(err, errlen, "model channels '%s': at most %d", cf->channels,
+                            DS_MAX_CHANNELS);
+            L->seq_src[k] = dataset_channel(ds, t);
+            found += L->seq_src[k] >= 0;
+            k++;
+        }
+        if (!found)
+            return fail(err, errlen, "%s: none of the model channels '%s' is among the dataset's "
+                        "channels", ds->path, cf->channels);
+        L->C_seq = k;
+        L->chan_identity = k == ds->C;
+        for (int c = 0; c < k; c++) L->chan_identity &= L->seq_src[c] == c;
+    }
+    L->C = L->C_seq * (cf->mode == LOADER_SLICE ? cf->context : 1);
 
     /* foreground label */
     L->fg_label = cf->fg_label;
@@ -574,6 +631,12 @@ int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size
 
 int loader_next(Loader* L, Batch* out, char* err, size_t errlen) {
     LoaderPriv* P = L->p;
+    const Batch* ref = &P->slot[0];   /* shape and fields only: never written after open */
+    if (out->img && (out->B != ref->B || out->C != ref->C || out->D != ref->D ||
+                     out->H != ref->H || out->W != ref->W || !out->seg != !ref->seg ||
+                     !out->cls != !ref->cls || !out->target != !ref->target ||
+                     !out->slice_idx != !ref->slice_idx))
+        batch_free(out);   /* a Batch from another loader */
     if (!out->img) batch_alloc(L, out);
     pthread_mutex_lock(&P->mu);
     long k = P->next_consume;
@@ -638,6 +701,7 @@ int loader_case(Loader* L, int i, float* img, uint8_t* present, int32_t* seg, fl
     memset(&s, 0, sizeof s);
     long vol = (long)ds->D * ds->H * ds->W;
     s.img = img;
+    s.raw = L->chan_identity ? img : xmalloc(sizeof(float) * ds->C * vol);
     s.seg = xcalloc(vol, 1);
     s.tgt = target ? target : xmalloc(sizeof(float) * vol);
     s.tmp = xmalloc(sizeof(float) * vol);
@@ -646,10 +710,11 @@ int loader_case(Loader* L, int i, float* img, uint8_t* present, int32_t* seg, fl
     Rng r = rng_stream(VAL_DEGRADE_SEED, (uint64_t)i);
     int rc = prepare_case(L, &s, i, &r, pr, err, errlen);
     if (!rc) {
-        if (present) memcpy(present, pr, ds->C);
+        if (present) memcpy(present, pr, L->C_seq);
         if (seg)
             for (long v = 0; v < vol; v++) seg[v] = s.seg[v];
     }
+    if (s.raw != img) free(s.raw);
     free(s.seg); free(s.tmp); free(s.field); free(s.tbuf);
     if (!target) free(s.tgt);
     return rc;
@@ -659,7 +724,7 @@ void loader_slice_stack(const Loader* L, const float* img, int z, float* out) {
     const Dataset* ds = L->ds;
     int ctx = L->cfg.mode == LOADER_SLICE ? L->cfg.context : 1;
     long plane = (long)ds->H * ds->W, vol = plane * ds->D;
-    for (int c = 0; c < ds->C; c++)
+    for (int c = 0; c < L->C_seq; c++)
         for (int t = 0; t < ctx; t++) {
             int zz = z - (ctx - 1) / 2 + t;
             zz = zz < 0 ? 0 : (zz >= ds->D ? ds->D - 1 : zz);

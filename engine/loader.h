@@ -17,10 +17,14 @@
  * Train split: shuffled each epoch (class-balanced for classify when balance = 1), random crops
  * (pos/neg, sampler.h), augmentation when augment = 1, degradations drawn per sample. An epoch
  * has ceil(ceil(n_items * samples_per_case / world) / batch) batches; the last one is completed
- * from the start of the epoch's stream so every batch is full.
+ * with the cases from the start of the epoch's stream (fresh random draws) so every batch is full.
  * Other splits: dataset order, each case once, centre crop, degradations fixed per case (seeded
  * by the case index only); the last batch may be short (Batch.n < B, unused rows zero with
  * case -1). augment = 1 still augments them (seeded per sample, off by default for val).
+ *
+ * Channels: `channels` picks the model's input sequences by name and order (ProFound:
+ * "t2w,hbv,adc"; ProViCNet: one sequence, e.g. "t2w"); a name the dataset lacks gives a zero
+ * channel with present 0 (ProFound's T2-only input [t2w, 0, 0]). C below = that count.
  *
  * Modes. volume: img [B, C, d, h, w] = crop of the case grid (crop[a] <= 0: whole axis).
  * slice: a sample is one slice z with `context` adjacent slices of every channel, stacked as
@@ -78,6 +82,9 @@ typedef struct {
     double pos_fraction;       /* 0.33 */
     int fg_label;              /* -1: the label named "lesion" if any, else any label > 0 */
     int task;                  /* LOADER_CLASSIFY ... */
+    char channels[128];        /* the model's channels in its order, e.g. "t2w,hbv,adc" (ProFound);
+                                  names the dataset lacks are zero with present 0; "" = all
+                                  dataset channels in dataset order */
     int split;                 /* SPLIT_TRAIN | SPLIT_VAL | ... */
     int fold;                  /* -1: /split; k: fold k is val */
     int augment;               /* 1 */
@@ -86,7 +93,7 @@ typedef struct {
     uint64_t seed;
     int rank, world;
     int workers;               /* prefetch threads >= 1 */
-    int queue;                 /* queue depth (batches) >= 1 */
+    int queue;                 /* queue depth (batches) >= 1 (2: each slot holds a batch) */
     AugmentConfig aug;
     DegradeConfig deg;
 } LoaderConfig;
@@ -117,6 +124,9 @@ typedef struct {
     int n_batches;             /* batches per epoch */
     int C, D, H, W;            /* batch img shape */
     int C_in;                  /* dataset channels */
+    int C_seq;                 /* model channels (sequences) before the slice context */
+    int seq_src[DS_MAX_CHANNELS];   /* dataset channel of each model channel, -1 absent */
+    int chan_identity;         /* model channels = dataset channels */
     int fg_label;              /* resolved */
     int target_ch;             /* image tasks: channel of the target (-1: explicit /targets) */
     char target_name[DS_NAME]; /* explicit /targets/<name> or "" */
@@ -126,10 +136,11 @@ typedef struct {
 
 void loader_defaults(LoaderConfig* c);
 /* validates the config against the dataset, selects the split, starts the workers at (0, 0);
- * returns 0, or 1 with one line in err */
+ * returns 0, or 1 with one line in err. The workers keep L and ds: neither may move or be
+ * closed before loader_close. */
 int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size_t errlen);
-/* the next batch into out (buffers allocated on first use, then swapped with the queue's:
- * a Batch must start zeroed and only be used with one loader). 0, or 1 with err (read error). */
+/* the next batch into out (buffers allocated on first use, then swapped with the queue's; a
+ * Batch must start zeroed; one of another shape is reallocated). 0, or 1 with err (read error). */
 int loader_next(Loader* L, Batch* out, char* err, size_t errlen);
 /* the (epoch, pos) the next loader_next returns */
 LoaderState loader_state(const Loader* L);
@@ -139,13 +150,13 @@ void loader_close(Loader* L);
 void batch_free(Batch* b);
 
 /* whole case i (dataset index) for sliding-window evaluation, degraded with its fixed per-case
- * seed and with the loader's channel selection: img [C_in, D, H, W] (the dataset grid),
- * present [C_in], seg [D, H, W] (NULL skips), target [D, H, W] (image tasks; NULL skips).
+ * seed and in the model's channel order: img [C_seq, D, H, W] (the dataset grid),
+ * present [C_seq], seg [D, H, W] (NULL skips), target [D, H, W] (image tasks; NULL skips).
  * Thread-safe with respect to the workers. */
 int loader_case(Loader* L, int i, float* img, uint8_t* present, int32_t* seg, float* target,
                 char* err, size_t errlen);
-/* slice mode: the input stack of slice z of a whole case img [C_in, D, H, W] -> out
- * [C_in * context, H, W] (same clamping as the batches) */
+/* slice mode: the input stack of slice z of a whole case img [C_seq, D, H, W] -> out
+ * [C_seq * context, H, W] (same clamping as the batches) */
 void loader_slice_stack(const Loader* L, const float* img, int z, float* out);
 
 #endif

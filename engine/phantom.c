@@ -234,9 +234,9 @@ static void case_params(const PhantomSpec* ps, int i, Case* K) {
     double thick = unif(&r, 2.7, 3.6);
     K->blur_w = 0.10 + 0.22 * (thick - 2.7) / 0.9;
     double nf = unif(&r, 0.7, 1.4);
-    K->sig[0] = 0.07 * nf;
-    K->sig[1] = 0.10 * nf;
-    K->sig[2] = 0.10 * nf;
+    K->sig[0] = 0.05 * nf;
+    K->sig[1] = 0.08 * nf;
+    K->sig[2] = 0.08 * nf;
     K->bias_amp[0] = unif(&r, 0.10, 0.35);
     K->bias_amp[1] = unif(&r, 0.05, 0.20);
     /* native geometry (metadata for writing predictions back) */
@@ -510,7 +510,7 @@ int phantom_write(const char* path, const PhantomSpec* ps, const char* source, c
         int done = b0 + nb;
         if (!ps->quiet && (t - last > (isatty2 ? 0.25 : 5.0) || done == N)) {
             double rate = done / (t - t0 + 1e-9);
-            fprintf(stderr, "%sphantom: %d/%d cases  %.0f cases/s  ETA %.0f s%s", isatty2 ? "\r" : "",
+            fprintf(stderr, "%sphantom: %d/%d cases  %.1f cases/s  ETA %.0f s%s", isatty2 ? "\r" : "",
                     done, N, rate, (N - done) / rate, isatty2 && done < N ? "" : "\n");
             last = t;
         }

@@ -18,11 +18,12 @@
  *             eps 1e-6), MAE's linear-probe norm] -> kind mlp: Linear(dim, hidden) -> ReLU ->
  *             Linear(hidden, C) (ProFound's 768->256->C), or kind linear: Linear(dim, C).
  *             Output logits [B, C]. Names head.fc1.*, head.fc2.* | head.fc.*, head.bn.running_*.
+ *             Default pool: mean (works for any encoder; MAE's fine-tuning default).
  *  segment    kind unetr (3D default): the dense decoder below, K = num_classes logits.
  *             kind pup (2D default): ProViCNet's conv_head8, names as its state dict
- *             (head.segmentation_conv.N.*): 3 x [nearest upsample x2 -> conv3x3], the first
+ *             (head.segmentation_conv.N.*): 3 x [nearest upsample x2 -> conv 3x3(x3)], the first
  *             two followed by BatchNorm (affine, eps 1e-5, momentum 0.1) -> ReLU, widths
- *             dim -> 128 -> 64 -> K; conv biases on. Per-axis factor 2 while 2^stage <= patch,
+ *             dim -> 128 -> 64 -> K; conv biases on (ProViCNet trains at 448 -> 256x256 logits). Per-axis factor 2 while 2^stage <= patch,
  *             else 1 (3D works; 2D depth stays 1). When the upsampled grid is not the image
  *             size (patch 14: 32 x 8 = 256 for a 448 image; patch 16: x2 short) the logits are
  *             resized bilinearly (trilinear in 3D, align_corners = False, = F.interpolate(size=
@@ -45,7 +46,7 @@
  *   Block = 2 x (conv 3x3x3 (3x3 in 2D), no bias -> InstanceNorm(affine, eps 1e-5) ->
  *   LeakyReLU 0.01) (MONAI's UnetBasicBlock). out = conv 1x1x1 (c_0 -> K, bias).
  *   Skips (MONAI's UnetrPrUpBlock): block outputs at ceil(L/4), ceil(L/2), ceil(3L/4)
- *   (vit names skip1..3) enter at levels n-3, n-2, n-1 (clamped to >= 0): a ConvTranspose
+ *   (names skip1..3) enter at levels n-3, n-2, n-1 (clamped to >= 0): a ConvTranspose
  *   from the grid to that level's width, then per further stage ConvTranspose + Block.
  *   The raw image (all encoder channels) is concatenated at full resolution before the last
  *   Block (UNETR runs a conv block on it first; vita saves that full-resolution block).
@@ -93,8 +94,7 @@ typedef struct {
     float slope;               /* LeakyReLU negative slope (0.01) */
 } HeadConfig;
 
-/* defaults for a task (kind: classify mlp, segment unetr for 3D encoders / pup for 2D ones
- * is the caller's choice: pass spatial_dims) */
+/* defaults for a task on an encoder of spatial_dims (segment: unetr in 3D, pup in 2D) */
 void head_config_default(HeadConfig* cfg, int task, int spatial_dims);
 /* checks cfg against the encoder; 0, or 1 with a one-line reason naming the head.* key */
 int head_config_check(const HeadConfig* cfg, const VitConfig* enc, char* err, size_t errlen);
@@ -115,7 +115,7 @@ typedef struct {
     int ci, co, level;
     long w, nw, nb;
     const float* in;
-    float *z, *n, *a, *mean, *rstd;   /* conv out, norm out, activation; stats [B*co] */
+    float *z, *n, *a, *mean, *rstd;   /* conv out; norm out = activation (in place, n == a) */
 } HeadUnit;
 typedef struct { HeadUnit u[2]; } HeadBlock;
 /* transposed conv into `level` (from level + 1 for the main path) */

@@ -2,8 +2,12 @@
  * superres, undistort and synthesize, and ProViCNet's progressive-upsampling (pup) head.
  *
  * Buffers: every tensor a backward needs is saved in the activation buffer (conv inputs,
- * conv outputs for the norms, norm outputs for the activations); the main path's transposed
- * conv output is only copied into the level's concatenation, so it lives in scratch.
+ * conv outputs for the norms); the main path's transposed conv output is only copied into
+ * the level's concatenation, so it lives in scratch. The (Leaky)ReLU runs in place on the
+ * norm output, as PyTorch's inplace=True, and its backward is handed the activation output
+ * instead of its input: leaky_relu_backward tests x > 0 (ops.h: out = x > 0 ? x : slope x),
+ * and for slope >= 0 out > 0 exactly when x > 0 (x <= 0 gives slope x <= 0, or -0), so the
+ * gradient is bit-identical while each conv-norm-act unit stores two tensors, not three.
  * Backward ping-pongs between four scratch tensors of the largest per-level size:
  *   X  gradient flowing down the main path (d cat after a block's backward)
  *   R  d u_l (the main transposed conv's output) while the skips of that level run
@@ -53,8 +57,7 @@ static void block_build(Head* h, HeadBlock* b, const char* prefix, int ci, int c
 static void unit_carve(Head* h, HeadUnit* u, long S, HeadCarver* cv) {
     long n = (long)h->max_batch * u->co;
     u->z = head_carve(cv, n * S);
-    u->n = head_carve(cv, n * S);
-    u->a = head_carve(cv, n * S);
+    u->n = u->a = head_carve(cv, n * S);   /* activation in place, see the file comment */
     u->mean = head_carve(cv, n);
     u->rstd = head_carve(cv, n);
 }
@@ -370,8 +373,7 @@ void head_pup_carve(Head* h, HeadCarver* cv) {
         p->u[j] = head_carve(cv, mb * p->ch[j] * p->S[j + 1]);
         p->z[j] = head_carve(cv, mb * p->ch[j + 1] * p->S[j + 1]);
         if (j < 2) {
-            p->n[j] = head_carve(cv, mb * p->ch[j + 1] * p->S[j + 1]);
-            p->a[j] = head_carve(cv, mb * p->ch[j + 1] * p->S[j + 1]);
+            p->n[j] = p->a[j] = head_carve(cv, mb * p->ch[j + 1] * p->S[j + 1]);   /* ReLU in place */
             p->mean[j] = head_carve(cv, p->ch[j + 1]);
             p->rstd[j] = head_carve(cv, p->ch[j + 1]);
         }

@@ -3,7 +3,7 @@
  * of L = sum(out * G) w.r.t. every trainable head parameter, the encoder's final tokens and
  * each block output the head reads; BN running statistics after the forward and the eval-
  * mode output. Configs: classify (cls + BN + MLP; mean + linear), segment (UNETR 3D with a
- * 4x8x8 patch on a 2x4x4 grid; ProViCNet pup 2D with patch 14 and the final resize),
+ * 4x8x8 patch on a 2x4x4 grid; ProViCNet pup 2D with patch 14 and the final resize, pup 3D),
  * superres (odd patch factor, two skips sharing a block), undistort (displacement field),
  * synthesize (2D decoder).
  *
@@ -12,8 +12,10 @@
  * Threshold per tensor = max(1e-10, 10 x NMSE of PyTorch's own fp32 run against float64),
  * as tests/test_vit_oracle.c. Gradients whose true value is 0 (the conv bias right before a
  * training-mode BatchNorm in the pup head) are checked by size instead: max |g| <= 10 x the
- * max |g| of torch's fp32 run (both are pure cancellation residue). Also checked: parameter gradients accumulate (a second
- * forward + backward doubles them) and the blocks the head reports match the oracle's.
+ * max |g| of torch's fp32 run (both are pure cancellation residue). Also checked: parameter
+ * gradients accumulate (a second forward + backward doubles them), the blocks the head
+ * reports match the oracle's, and freshly initialised superres / undistort-field heads
+ * return their input channel exactly.
  */
 #include "testing.h"
 #include "../models/head.h"
@@ -281,6 +283,24 @@ static void run_config(const char* name) {
         const float* ev = head_forward(&h, &m, img, B);
         check_dev(&c, &io, "eval_out", ev, nG, &w_out, name);
     }
+    /* superres (residual) and the undistort field start at the identity: zero output conv */
+    if (hc.task == HEAD_SUPERRES || (hc.task == HEAD_UNDISTORT && hc.output == HEAD_OUT_FIELD)) {
+        head_init_weights(&h, 7);
+        h.training = 1;
+        const float* y = head_forward(&h, &m, img, B);
+        long S = (long)vc.img[0] * vc.img[1] * vc.img[2];
+        float* yh = malloc(sizeof(float) * B * S);
+        float* ih = malloc(sizeof(float) * nimg);
+        copy_d2h(&c, yh, y, sizeof(float) * B * S);
+        copy_d2h(&c, ih, img, sizeof(float) * nimg);
+        double md = 0;
+        for (int b = 0; b < B; b++)
+            for (long i = 0; i < S; i++)
+                md = fmax(md, fabs(yh[b * S + i] - ih[((long)b * vc.in_chans + hc.input_channel) * S + i]));
+        snprintf(lab, sizeof lab, "%s: freshly initialised head is the identity, max|out - input|", name);
+        t_check(lab, md, 0);
+        free(yh); free(ih);
+    }
     printf("-- %s: worst forward tensor %.2f%% of threshold, worst gradient %.2f%% (%.2f s cpu)\n", name, w_out,
            w_grad, (double)(clock() - t_start) / CLOCKS_PER_SEC);
 
@@ -294,7 +314,7 @@ static void run_config(const char* name) {
 
 int main(void) {
     static const char* const names[] = {"head_cls_bn_mlp", "head_cls_mean_linear", "head_seg_unetr3d",
-                                        "head_seg_pup2d", "head_superres3d", "head_undistort_field3d",
+                                        "head_seg_pup2d", "head_seg_pup3d", "head_superres3d", "head_undistort_field3d",
                                         "head_synth2d"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) run_config(names[i]);
     return t_summary();

@@ -36,7 +36,7 @@
 #include <omp.h>
 #endif
 
-#define BLOCK_BYTES ((size_t)8192 << 10)   /* one block's column matrix */
+#define BLOCK_BYTES ((size_t)1 << 20)     /* one block's column matrix */
 #define PART_BYTES ((size_t)4 << 20)      /* dW partials held at once (at least one per thread) */
 
 #define ALIGN64(n) (((n) + 63) & ~(size_t)63)
@@ -59,6 +59,8 @@ static int thread_id(void) {
 static void check_conv_args(int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
     CHECK(B > 0 && Ci > 0 && Co > 0 && D > 0 && H > 0 && Wd > 0,
           "conv3d shape B=%d Ci=%d Co=%d D=%d H=%d W=%d", B, Ci, Co, D, H, Wd);
+    /* sgemm dimensions and leading dimensions are int */
+    CHECK((long)D * H * Wd <= 2147483647L, "conv3d volume of %ld voxels is too large for int BLAS sizes", (long)D * H * Wd);
     CHECK(kd > 0 && kh > 0 && kw > 0 && (kd & 1) && (kh & 1) && (kw & 1),
           "conv3d kernel %dx%dx%d must be odd (padding k/2 keeps the size)", kd, kh, kw);
 }

@@ -5,8 +5,8 @@
  *   out[b, o, z*fd+i, y*fh+j, x*fw+k] = bias[o] + Σ_c in[b,c,z,y,x] W[c,o,i,j,k]
  * Each input voxel owns its own fd x fh x fw output block, so the op is a per-voxel linear
  * map: with W viewed as [Ci, M = Co*F] (F = fd*fh*fw),
- *   Y [M, S] = Wᵀ · in_b [Ci, S]    (one sgemm), then a scatter of Y into the blocks.
- The voxels go in blocks of rb (z, y) rows of one image, rb fixed by the shape so that a
+ *   Y [M, S] = Wᵀ · in_b [Ci, S]    (sgemm), then a scatter of Y into the output blocks.
+ * The voxels go in blocks of rb (z, y) rows of one image, rb fixed by the shape so that a
  * block's Y is <= BLOCK_BYTES; one Y per thread in the workspace.
  * Backward: dY = gather of dout (the scatter's inverse), then per block
  *   din_b [Ci, blk] = W · dY             (written)
@@ -49,6 +49,8 @@ static int thread_id(void) {
 static void check_convT_args(int B, int Ci, int Co, int D, int H, int Wd, int fd, int fh, int fw) {
     CHECK(B > 0 && Ci > 0 && Co > 0 && D > 0 && H > 0 && Wd > 0,
           "convT shape B=%d Ci=%d Co=%d D=%d H=%d W=%d", B, Ci, Co, D, H, Wd);
+    /* sgemm dimensions and leading dimensions are int */
+    CHECK((long)D * H * Wd <= 2147483647L, "convT volume of %ld voxels is too large for int BLAS sizes", (long)D * H * Wd);
     CHECK(fd > 0 && fh > 0 && fw > 0, "convT factors %dx%dx%d must be positive", fd, fh, fw);
 }
 

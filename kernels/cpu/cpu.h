@@ -1,7 +1,12 @@
 /* kernels/cpu/cpu.h — the CPU backend: each op of kernels/ops.h as cpu_<op>, same signature.
  * Plain fp32 C + OpenMP + OpenBLAS. This backend is the reference every other one is held
- * to, so clarity wins over the last few percent. OpenBLAS is only called from outside
- * OpenMP parallel regions (it has its own threads; nesting them oversubscribes the cores). */
+ * to, so clarity wins over the last few percent.
+ * OpenBLAS: the Makefile links Debian's OpenMP build, which shares our thread pool and runs
+ * single-threaded when called inside an OpenMP parallel region. Its multi-threaded sgemm
+ * rounds differently with different thread counts, so ops that promise thread-count-
+ * independent bits (mmd_stats, conv3d, convT) split the work into shape-determined blocks
+ * and call sgemm inside the parallel region, one block per call; the others (linear,
+ * attention) call it outside and are bit-identical only at a fixed thread count. */
 #ifndef VITA_CPU_H
 #define VITA_CPU_H
 

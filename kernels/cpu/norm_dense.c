@@ -20,8 +20,8 @@
 
 #include <math.h>
 
-/* mean and centred second moment of n floats with stride-free rows of length S, B rows
- * spaced rs apart (instance norm: B = 1; batch norm: the channel's row in each image) */
+/* mean and centred sum of squares of nrow rows of S floats spaced rs apart (instance norm:
+ * one row; batch norm: the channel's row in each image), two passes in double */
 static void stats2(const float* x, int nrow, long S, long rs, double* mean, double* m2) {
     double s = 0.0;
     for (int r = 0; r < nrow; r++) {

@@ -95,12 +95,14 @@ void cpu_upsample_backward(Ctx* c, float* din, const float* dout, int B, int C, 
     check_ups_args(B, C, D, H, W, fd, fh, fw, mode);
     const long Do = (long)D * fd, Ho = (long)H * fh, Wo = (long)W * fw;
     const long So = Do * Ho * Wo, S = (long)D * H * W, BC = (long)B * C;
-    const long n1 = Do * Ho * W, n2 = Do * H * W;          /* per-plane intermediates */
-    long g = (long)(TMP_BYTES / ((size_t)(n1 + n2) * sizeof(float)));
+    /* per-plane intermediates, only where a pass is followed by another */
+    const long n1 = (fw > 1 && (fh > 1 || fd > 1)) ? Do * Ho * W : 0;
+    const long n2 = (fh > 1 && fd > 1) ? Do * H * W : 0;
+    long g = n1 + n2 ? (long)(TMP_BYTES / ((size_t)(n1 + n2) * sizeof(float))) : BC;
     if (g < 1) g = 1;
     if (g > BC) g = BC;
-    float* t1 = (float*)ctx_workspace(c, (size_t)g * (n1 + n2) * sizeof(float));
-    float* t2 = t1 + g * n1;
+    float* t1 = n1 + n2 ? (float*)ctx_workspace(c, (size_t)g * (n1 + n2) * sizeof(float)) : NULL;
+    float* t2 = t1 ? t1 + g * n1 : NULL;
     for (long p0 = 0; p0 < BC; p0 += g) {
         const long np = p0 + g < BC ? g : BC - p0;
         const float* cur = dout + p0 * So;

@@ -18,6 +18,7 @@ backward of the scalar loss L = sum(out * G) (G fixed random). Writes
                      max |torch fp32 gradient|, the scale of the fp32 cancellation residue
 and the head/encoder config as metadata. Architectures: see models/head.h.
 """
+import copy
 import math
 import os
 import sys
@@ -29,8 +30,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st_io  # noqa: E402
-
-ENC = dict(cls_token=False, registers=0, extra=0)
 
 CONFIGS = [
     # classify: cls pooling + BatchNorm1d(affine=False) + MLP (ProFound 768->256->C shape)
@@ -47,6 +46,10 @@ CONFIGS = [
     # segment, ProViCNet pup 2D: patch 14 (grid 2x2 -> 16x16 -> bilinear resize to 28x28)
     dict(name="head_seg_pup2d", task="segment", kind="pup", sd=2, img=[1, 28, 28], patch=[1, 14, 14],
          in_chans=3, dim=24, depth=2, cls_token=True, registers=1, num_classes=4, batch=2),
+    # segment, pup 3D: per-axis factors (D 2,2,1; H, W 2,2,1 for patch 6) and a trilinear
+    # resize 8x8x8 -> 8x12x12
+    dict(name="head_seg_pup3d", task="segment", kind="pup", sd=3, img=[8, 12, 12], patch=[4, 6, 6],
+         in_chans=1, dim=16, depth=1, num_classes=2, batch=2),
     # superres 3D: odd patch factor (6 = 3 x 2), D axis exhausted early, depth 2 (two skips
     # share block 1), residual on input channel 1
     dict(name="head_superres3d", task="superres", kind="unetr", sd=3, img=[4, 12, 12], patch=[2, 6, 6],
@@ -329,7 +332,6 @@ def nmse(a, b):
 
 
 def run(model, c, inputs, dtype):
-    import copy
     model = copy.deepcopy(model).to(dtype)
     model.train()
     tokens = inputs["tokens"].to(dtype).clone().requires_grad_(True)
