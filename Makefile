@@ -79,7 +79,7 @@ $(BUILD)/libvita.a: $(OBJ_LIB)
 $(BUILD)/vita: $(BUILD)/obj/engine/main.o $(BUILD)/libvita.a
 	$(CC) $(CFLAGS) -o $@ $^ $(HDF5_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libvita.a tests/testing.h tests/test_vit_oracle.c
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libvita.a tests/testing.h tests/oracle_io.h tests/test_vit_oracle.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(HDF5_CFLAGS) -o $@ $< $(BUILD)/libvita.a $(HDF5_LIBS) $(LDLIBS)
 

@@ -74,6 +74,14 @@ static void edt_1d(const double* f, double* d, int n, double sp, int* v, double*
     }
 }
 
+/* first element of line l along axis ax of a [D, H, W] volume (line l: the other two
+ * coordinates, in row-major order) */
+static long line_base(int ax, long l, int H, int W) {
+    if (ax == 2) return l * W;
+    if (ax == 1) return (l / W) * (long)H * W + l % W;
+    return l;
+}
+
 /* in place: g [D, H, W] holds 0 at features and INFINITY elsewhere on entry, squared
  * Euclidean distances (mm²) to the nearest feature on exit; one pass per axis */
 static void edt_3d(double* g, int D, int H, int W, const double sp[3]) {
@@ -91,11 +99,7 @@ static void edt_3d(double* g, int D, int H, int W, const double sp[3]) {
             int* v = xmalloc(sizeof(int) * (size_t)n);
 #pragma omp for schedule(static)
             for (long l = 0; l < lines; l++) {
-                /* line l: the other two coordinates, in row-major order */
-                long base;
-                if (ax == 2) base = l * W;
-                else if (ax == 1) base = (l / W) * (long)H * W + l % W;
-                else base = l;
+                long base = line_base(ax, l, H, W);
                 for (int i = 0; i < n; i++) f[i] = g[base + i * stride[ax]];
                 edt_1d(f, d, n, sp[ax], v, z);
                 for (int i = 0; i < n; i++) g[base + i * stride[ax]] = d[i];
@@ -336,10 +340,7 @@ static void gauss_filter(double* a, int D, int H, int W, const double* w) {
             double* f = xmalloc(sizeof(double) * (size_t)(n + 2 * SSIM_R));
 #pragma omp for schedule(static)
             for (long l = 0; l < lines; l++) {
-                long base;
-                if (ax == 2) base = l * W;
-                else if (ax == 1) base = (l / W) * (long)H * W + l % W;
-                else base = l;
+                long base = line_base(ax, l, H, W);
                 for (int i = -SSIM_R; i < n + SSIM_R; i++) {
                     int j = i < 0 ? -i - 1 : i >= n ? 2 * n - i - 1 : i;  /* d c b a | a b c d */
                     f[i + SSIM_R] = a[base + j * stride[ax]];

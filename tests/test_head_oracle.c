@@ -17,35 +17,10 @@
  * reports match the oracle's, and freshly initialised superres / undistort-field heads
  * return their input channel exactly.
  */
-#include "testing.h"
+#include "oracle_io.h"
 #include "../models/head.h"
-#include "../engine/safetensors.h"
 
 #include <time.h>
-
-static const char* oracle_dir(void) {
-    const char* d = getenv("VITA_ORACLE_DIR");
-    return d && *d ? d : "build/oracle";
-}
-
-static float* load_t(const StFile* f, const char* name, long* n) {
-    const StTensor* t = st_find(f, name);
-    if (!t) return NULL;
-    float* x = malloc(sizeof(float) * (t->numel ? t->numel : 1));
-    st_read_f32(f, t, x);
-    if (n) *n = t->numel;
-    return x;
-}
-
-static double nmse_ref(const float* a, const float* ref, long n) {
-    double num = 0, den = 0;
-    for (long i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return num != num ? NAN : num / (den > 1e-30 ? den : 1e-30);
-}
 
 /* compares device tensor got (n floats) with ref.<key>; tracks the worst % of threshold */
 static void check_dev(Ctx* c, const StFile* io, const char* key, const float* got_d, long n,

@@ -14,41 +14,11 @@
  * NaN and ±inf must match exactly.
  */
 #include "../engine/metrics.h"
-#include "../engine/safetensors.h"
-#include "testing.h"
+#include "oracle_io.h"
 
 #include <omp.h>
 
 #define REL_TOL 1e-9
-
-static const char* oracle_dir(void) {
-    const char* d = getenv("VITA_ORACLE_DIR");
-    return d && *d ? d : "build/oracle";
-}
-static float* load_t(const StFile* f, const char* name, long* n, const StTensor** tp) {
-    const StTensor* t = st_find(f, name);
-    if (!t) return NULL;
-    float* x = malloc(sizeof(float) * (t->numel ? t->numel : 1));
-    st_read_f32(f, t, x);
-    if (n) *n = t->numel;
-    if (tp) *tp = t;
-    return x;
-}
-static double* load_exp(const StFile* f, const char* base, long* n) {
-    char a[128], b[128];
-    snprintf(a, sizeof a, "%s_hi", base);
-    snprintf(b, sizeof b, "%s_lo", base);
-    long n1 = 0, n2 = 0;
-    float *hi = load_t(f, a, &n1, NULL), *lo = load_t(f, b, &n2, NULL);
-    double* x = NULL;
-    if (hi && lo && n1 == n2) {
-        x = t_dnew(n1);
-        for (long i = 0; i < n1; i++) x[i] = isfinite(hi[i]) ? (double)hi[i] + lo[i] : (double)hi[i];
-        if (n) *n = n1;
-    }
-    free(hi); free(lo);
-    return x;
-}
 
 /* error score: 0 when NaN/inf match exactly; relative (absolute below 1) error otherwise;
  * +inf when one side is not finite and the other differs */
@@ -71,22 +41,11 @@ static uint8_t* to_u8(const float* v, long n) {
     for (long i = 0; i < n; i++) m[i] = v[i] != 0;
     return m;
 }
-static int32_t* to_i32(const float* v, long n) {
-    int32_t* y = malloc(sizeof(int32_t) * (n ? n : 1));
-    for (long i = 0; i < n; i++) y[i] = (int32_t)v[i];
-    return y;
-}
 static int meta_int(const StFile* f, const char* k) { const char* v = st_meta(f, k); return v ? atoi(v) : 0; }
 
 static void test_oracle(void) {
-    char path[512], cmd[1024], errs[512], key[96], what[160];
-    snprintf(path, sizeof path, "%s/metrics.safetensors", oracle_dir());
-    if (access(path, R_OK) != 0) {
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/oracle/metrics_oracle.py '%s'", oracle_dir());
-        printf("(%s absent: running %s)\n", path, cmd);
-        fflush(stdout);
-        if (system(cmd) != 0) printf("(oracle script failed)\n");
-    }
+    char path[512], errs[512], key[96], what[160];
+    oracle_ensure(path, sizeof path, "metrics.safetensors", "tests/oracle/metrics_oracle.py");
     StFile f;
     if (!t_true("metrics oracle readable (tests/oracle/metrics_oracle.py; needs python3-sklearn, "
                 "python3-scipy, python3-skimage)", st_open(&f, path, errs, sizeof errs) == 0)) {
@@ -99,10 +58,10 @@ static void test_oracle(void) {
 
     for (int i = 0; i < nd; i++) {
         long n = 0;
-        snprintf(key, sizeof key, "dice%d.pred", i); float* p = load_t(&f, key, &n, NULL);
-        snprintf(key, sizeof key, "dice%d.gt", i); float* g = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "dice%d.K", i); float* Kf = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "dice%d.exp", i); double* e = load_exp(&f, key, NULL);
+        snprintf(key, sizeof key, "dice%d.pred", i); float* p = load_t(&f, key, &n);
+        snprintf(key, sizeof key, "dice%d.gt", i); float* g = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "dice%d.K", i); float* Kf = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "dice%d.exp", i); double* e = load_hilo(&f, key, NULL);
         int K = (int)Kf[0];
         int32_t *pi = to_i32(p, n), *gi = to_i32(g, n);
         double out[16];
@@ -122,11 +81,11 @@ static void test_oracle(void) {
     for (int i = 0; i < nh; i++) {
         long n = 0;
         const StTensor* t = NULL;
-        snprintf(key, sizeof key, "hd%d.pred", i); float* p = load_t(&f, key, &n, &t);
-        snprintf(key, sizeof key, "hd%d.gt", i); float* g = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "hd%d.spacing", i); float* sp = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "hd%d.pct", i); float* pct = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "hd%d.exp", i); double* e = load_exp(&f, key, NULL);
+        snprintf(key, sizeof key, "hd%d.pred", i); float* p = load_tt(&f, key, &n, &t);
+        snprintf(key, sizeof key, "hd%d.gt", i); float* g = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "hd%d.spacing", i); float* sp = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "hd%d.pct", i); float* pct = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "hd%d.exp", i); double* e = load_hilo(&f, key, NULL);
         int D = (int)t->shape[0], H = (int)t->shape[1], W = (int)t->shape[2];
         double s3[3] = {sp[0], sp[1], sp[2]};
         uint8_t *pm = to_u8(p, n), *gm = to_u8(g, n);
@@ -146,9 +105,9 @@ static void test_oracle(void) {
     }
     for (int i = 0; i < nc; i++) {
         long n = 0;
-        snprintf(key, sizeof key, "cls%d.score", i); float* s = load_t(&f, key, &n, NULL);
-        snprintf(key, sizeof key, "cls%d.label", i); float* l = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "cls%d.exp", i); double* e = load_exp(&f, key, NULL);
+        snprintf(key, sizeof key, "cls%d.score", i); float* s = load_t(&f, key, &n);
+        snprintf(key, sizeof key, "cls%d.label", i); float* l = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "cls%d.exp", i); double* e = load_hilo(&f, key, NULL);
         double* sd = t_dnew(n);
         t_f2d(sd, s, n);
         int32_t* y = to_i32(l, n);
@@ -162,10 +121,10 @@ static void test_oracle(void) {
     }
     for (int i = 0; i < nm; i++) {
         long n = 0;
-        snprintf(key, sizeof key, "mc%d.pred", i); float* p = load_t(&f, key, &n, NULL);
-        snprintf(key, sizeof key, "mc%d.gt", i); float* g = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "mc%d.K", i); float* Kf = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "mc%d.exp", i); double* e = load_exp(&f, key, NULL);
+        snprintf(key, sizeof key, "mc%d.pred", i); float* p = load_t(&f, key, &n);
+        snprintf(key, sizeof key, "mc%d.gt", i); float* g = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "mc%d.K", i); float* Kf = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "mc%d.exp", i); double* e = load_hilo(&f, key, NULL);
         int32_t *pi = to_i32(p, n), *gi = to_i32(g, n);
         snprintf(what, sizeof what, "mc%d accuracy vs sklearn", i);
         check_val(4, what, metric_accuracy(pi, gi, n), e[0]);
@@ -176,9 +135,9 @@ static void test_oracle(void) {
     for (int i = 0; i < ni; i++) {
         long n = 0;
         const StTensor* t = NULL;
-        snprintf(key, sizeof key, "img%d.target", i); float* tg = load_t(&f, key, &n, &t);
-        snprintf(key, sizeof key, "img%d.pred", i); float* p = load_t(&f, key, NULL, NULL);
-        snprintf(key, sizeof key, "img%d.exp", i); double* e = load_exp(&f, key, NULL);
+        snprintf(key, sizeof key, "img%d.target", i); float* tg = load_tt(&f, key, &n, &t);
+        snprintf(key, sizeof key, "img%d.pred", i); float* p = load_t(&f, key, NULL);
+        snprintf(key, sizeof key, "img%d.exp", i); double* e = load_hilo(&f, key, NULL);
         int D = (int)t->shape[0], H = (int)t->shape[1], W = (int)t->shape[2];
         snprintf(what, sizeof what, "img%d [%d,%d,%d] MAE vs numpy", i, D, H, W);
         check_val(5, what, metric_mae(p, tg, n), e[0]);

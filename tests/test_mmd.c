@@ -29,24 +29,9 @@
  * identical paired X = Y: mmd2_paired = 0 within tol_k, its p-value 1; 1 vs 2 threads give
  * bit-identical results; bad input returns 1 with a message.
  */
-#include "testing.h"
+#include "oracle_io.h"
 #include "../engine/mmd.h"
 #include "../engine/mmd_internal.h"
-#include "../engine/safetensors.h"
-
-static const char* oracle_dir(void) {
-    const char* d = getenv("VITA_ORACLE_DIR");
-    return d && *d ? d : "build/oracle";
-}
-
-static float* load_t(const StFile* f, const char* name, long* n) {
-    const StTensor* t = st_find(f, name);
-    if (!t) return NULL;
-    float* x = malloc(sizeof(float) * (t->numel ? t->numel : 1));
-    st_read_f32(f, t, x);
-    if (n) *n = t->numel;
-    return x;
-}
 
 /* (hi, lo) float pairs -> doubles; returns count, or 0 when absent */
 static long load_dd(const StFile* f, const char* name, double* out, long cap) {

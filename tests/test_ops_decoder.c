@@ -115,6 +115,84 @@ static void ref_conv_bwd(const ConvSt* s, const double* g, double* dx, double* d
                     }
 }
 
+/* conv3d and convT have the same signatures (k: kernel sizes / factors) and the same checks
+ * after the gradient ones: one op at one shape, with its input, weight and output sizes */
+typedef struct {
+    const char* name;
+    __typeof__(conv3d_forward)* fwd;
+    __typeof__(conv3d_backward)* bwd;
+    int B, Ci, Co, D, H, W, k[3];
+    long nx, nw, no;
+} ConvOp;
+static void op_fwd(const ConvOp* o, float* out, const float* x, const float* w, const float* b) {
+    o->fwd(&ctx, out, x, w, b, o->B, o->Ci, o->Co, o->D, o->H, o->W, o->k[0], o->k[1], o->k[2]);
+}
+static void op_bwd(const ConvOp* o, float* dx, float* dw, float* db, const float* g,
+                   const float* x, const float* w) {
+    o->bwd(&ctx, dx, dw, db, g, x, w, o->B, o->Ci, o->Co, o->D, o->H, o->W, o->k[0], o->k[1],
+           o->k[2]);
+}
+
+/* din, dW and dbias (when bd) against central differences of L = Σ ref(st) ⊙ gd:
+ * thresholds grad_thr(kin) (kin_s: how kin is made), grad_thr(sqrt(B S) + 2), grad_thr(1) */
+static void conv_fd_checks(const ConvOp* op, void (*ref)(const void*, double*), const void* st,
+                           const double* gd, double* xd, double* wd, double* bd, const float* dx,
+                           const float* dw, const float* db, const char* kin_s, double kin) {
+    const long S = (long)op->D * op->H * op->W;
+    char name[200];
+    double* tmp = t_dnew(op->no);
+    TFdLoss f = { ref, st, tmp, gd, op->no };
+    snprintf(name, sizeof name, "  %s din grad (K=%s)", op->name, kin_s);
+    t_check(name, t_grad_score_ref(&f, xd, op->nx, dx), grad_thr(kin));
+    snprintf(name, sizeof name, "  %s dW grad (K=sqrt(B S)+2)", op->name);
+    t_check(name, t_grad_score_ref(&f, wd, op->nw, dw), grad_thr(sqrt((double)op->B * S) + 2));
+    snprintf(name, sizeof name, "  %s dbias grad (K=1)", op->name);
+    if (bd) t_check(name, t_grad_score_ref(&f, bd, op->Co, db), grad_thr(1));
+    free(tmp);
+}
+
+/* dW / dbias accumulate, din overwrites, NULL grads skip, forward + backward bit-identical
+ * with 1 and 2 threads. out, dx, dw, db: the results at the default thread count for upstream
+ * gradient g and bias bf (NULL: none, db unchecked). */
+static void conv_common_checks(TRng* rng, const ConvOp* op, const float* x, const float* w,
+                               const float* bf, const float* g, const float* out,
+                               const float* dx, const float* dw, const float* db) {
+    const long nx = op->nx, nw = op->nw, no = op->no;
+    const int Co = op->Co;
+    char name[200];
+    float *aw = t_fnew(nw), *ab = t_fnew(Co), *g0w = t_fnew(nw), *g0b = t_fnew(Co), *dx2 = t_fnew(nx);
+    t_frandn(rng, g0w, nw, 1.0); t_frandn(rng, g0b, Co, 1.0);
+    memcpy(aw, g0w, nw * 4); memcpy(ab, g0b, Co * 4);
+    for (int rep = 0; rep < 2; rep++) op_bwd(op, dx2, aw, ab, g, x, w);
+    snprintf(name, sizeof name, "  %s dW accumulates (ratio to 2U bound)", op->name);
+    t_check(name, t_accum_ratio(aw, g0w, dw, nw), 1.0);
+    snprintf(name, sizeof name, "  %s dbias accumulates (ratio to 2U bound)", op->name);
+    if (bf) t_check(name, t_accum_ratio(ab, g0b, db, Co), 1.0);
+    snprintf(name, sizeof name, "  %s din overwrites", op->name);
+    t_true(name, same(dx2, dx, nx));
+    float* dw1 = t_fnew(nw);
+    op_bwd(op, NULL, dw1, NULL, g, x, w);
+    t_fill_nan(dx2, nx);
+    op_bwd(op, dx2, NULL, NULL, g, x, w);
+    snprintf(name, sizeof name, "  %s NULL grads skip, the others unchanged", op->name);
+    t_true(name, same(dw1, dw, nw) && same(dx2, dx, nx));
+    float *o2 = t_fnew(no), *dx3 = t_fnew(nx), *dw3 = t_fnew(nw), *db3 = t_fnew(Co);
+    int ok = 1;
+    for (int th = 1; th <= 2; th++) {
+        t_set_threads(th);
+        memset(dw3, 0, nw * 4); memset(db3, 0, Co * 4);
+        op_fwd(op, o2, x, w, bf);
+        op_bwd(op, dx3, dw3, db3, g, x, w);
+        ok = ok && same(o2, out, no) && same(dx3, dx, nx) && same(dw3, dw, nw);
+        if (bf) ok = ok && same(db3, db, Co);
+    }
+    t_set_threads(ctx.threads);
+    snprintf(name, sizeof name, "  %s fwd+bwd bit-identical with 1 and 2 threads", op->name);
+    t_true(name, ok);
+    free(o2); free(dx3); free(dw3); free(db3);
+    free(aw); free(ab); free(g0w); free(g0b); free(dx2); free(dw1);
+}
+
 static void test_conv3d(TRng* rng) {
     static const struct { int B, Ci, Co, D, H, W, kd, kh, kw, bias, fd; } cases[] = {
         { 2, 3, 4, 5, 6, 7, 3, 3, 3, 1, 1 },
@@ -135,12 +213,14 @@ static void test_conv3d(TRng* rng) {
         const long nw = Co * Ci * kvol;
         Arr x = arr_rand(rng, nx, 1.0), w = arr_rand(rng, nw, 1.0), b = arr_rand(rng, Co, 1.0),
             R = arr_rand(rng, no, 1.0);
+        ConvOp op = { "conv3d", conv3d_forward, conv3d_backward, B, Ci, Co, D, H, W, { kd, kh, kw },
+                      nx, nw, no };
         ConvSt s = { B, Ci, Co, D, H, W, kd, kh, kw, x.d, w.d, cases[ci].bias ? b.d : NULL };
         const float* bf = cases[ci].bias ? b.f : NULL;
         double* ref = t_dnew(no);
         float* out = t_fnew(no);
         t_fill_garbage(out, no);
-        conv3d_forward(&ctx, out, x.f, w.f, bf, B, Ci, Co, D, H, W, kd, kh, kw);
+        op_fwd(&op, out, x.f, w.f, bf);
         ref_conv(&s, ref);
         /* K = Ci·(taps inside) <= Ci·kvol products, + bias: dot_thr(Ci·kvol + 2) */
         snprintf(name, sizeof name, "conv3d NMSE B=%d Ci=%d Co=%d %dx%dx%d k=%dx%dx%d%s", B, Ci, Co,
@@ -149,18 +229,11 @@ static void test_conv3d(TRng* rng) {
 
         float *dx = t_fnew(nx), *dw = t_fnew(nw), *db = t_fnew(Co);
         t_fill_garbage(dx, nx);
-        conv3d_backward(&ctx, dx, dw, cases[ci].bias ? db : NULL, R.f, x.f, w.f, B, Ci, Co, D, H, W, kd, kh, kw);
+        op_bwd(&op, dx, dw, cases[ci].bias ? db : NULL, R.f, x.f, w.f);
         if (cases[ci].fd) {
-            double* tmp = t_dnew(no);
-            TFdLoss f = { ref_conv, &s, tmp, R.d, no };
             /* din: sums of Co·kvol products; dW: B·S products; db: double sum, 1 rounding */
-            t_check("  conv3d din grad (K=sqrt(Co kvol)+2)", t_grad_score_ref(&f, x.d, nx, dx),
-                    grad_thr(sqrt((double)Co * kvol) + 2));
-            t_check("  conv3d dW grad (K=sqrt(B S)+2)", t_grad_score_ref(&f, w.d, nw, dw),
-                    grad_thr(sqrt((double)B * S) + 2));
-            if (cases[ci].bias)
-                t_check("  conv3d dbias grad (K=1)", t_grad_score_ref(&f, b.d, Co, db), grad_thr(1));
-            free(tmp);
+            conv_fd_checks(&op, ref_conv, &s, R.d, x.d, w.d, cases[ci].bias ? b.d : NULL, dx, dw, db,
+                           "sqrt(Co kvol)+2", sqrt((double)Co * kvol) + 2);
         } else {
             double *rdx = t_dnew(nx), *rdw = t_dnew(nw), *rdb = t_dnew(Co);
             ref_conv_bwd(&s, R.d, rdx, rdw, rdb);
@@ -172,39 +245,7 @@ static void test_conv3d(TRng* rng) {
             t_check("  conv3d dbias NMSE (double sum: U^2)", t_nmse_fd(db, rdb, Co), T_U * T_U);
             free(rdx); free(rdw); free(rdb);
         }
-        /* accumulation, overwrite, NULL skips */
-        float *aw = t_fnew(nw), *ab = t_fnew(Co), *g0w = t_fnew(nw), *g0b = t_fnew(Co), *dx2 = t_fnew(nx);
-        t_frandn(rng, g0w, nw, 1.0); t_frandn(rng, g0b, Co, 1.0);
-        memcpy(aw, g0w, nw * 4); memcpy(ab, g0b, Co * 4);
-        for (int rep = 0; rep < 2; rep++)
-            conv3d_backward(&ctx, dx2, aw, ab, R.f, x.f, w.f, B, Ci, Co, D, H, W, kd, kh, kw);
-        t_check("  conv3d dW accumulates (ratio to 2U bound)", t_accum_ratio(aw, g0w, dw, nw), 1.0);
-        if (cases[ci].bias) t_check("  conv3d dbias accumulates (ratio to 2U bound)", t_accum_ratio(ab, g0b, db, Co), 1.0);
-        t_true("  conv3d din overwrites", same(dx2, dx, nx));
-        float* dw1 = t_fnew(nw);
-        conv3d_backward(&ctx, NULL, dw1, NULL, R.f, x.f, w.f, B, Ci, Co, D, H, W, kd, kh, kw);
-        t_fill_nan(dx2, nx);
-        conv3d_backward(&ctx, dx2, NULL, NULL, R.f, x.f, w.f, B, Ci, Co, D, H, W, kd, kh, kw);
-        t_true("  conv3d NULL grads skip, the others unchanged", same(dw1, dw, nw) && same(dx2, dx, nx));
-        /* threads */
-        {
-            float *o2 = t_fnew(no), *dx3 = t_fnew(nx), *dw3 = t_fnew(nw), *db3 = t_fnew(Co);
-            t_set_threads(1);
-            conv3d_forward(&ctx, o2, x.f, w.f, bf, B, Ci, Co, D, H, W, kd, kh, kw);
-            conv3d_backward(&ctx, dx3, dw3, db3, R.f, x.f, w.f, B, Ci, Co, D, H, W, kd, kh, kw);
-            int ok = same(o2, out, no) && same(dx3, dx, nx) && same(dw3, dw, nw);
-            if (cases[ci].bias) ok = ok && same(db3, db, Co);
-            t_set_threads(2);
-            memset(dw3, 0, nw * 4); memset(db3, 0, Co * 4);
-            conv3d_forward(&ctx, o2, x.f, w.f, bf, B, Ci, Co, D, H, W, kd, kh, kw);
-            conv3d_backward(&ctx, dx3, dw3, db3, R.f, x.f, w.f, B, Ci, Co, D, H, W, kd, kh, kw);
-            ok = ok && same(o2, out, no) && same(dx3, dx, nx) && same(dw3, dw, nw);
-            if (cases[ci].bias) ok = ok && same(db3, db, Co);
-            t_set_threads(ctx.threads);
-            t_true("  conv3d fwd+bwd bit-identical with 1 and 2 threads", ok);
-            free(o2); free(dx3); free(dw3); free(db3);
-        }
-        free(aw); free(ab); free(g0w); free(g0b); free(dx2); free(dw1);
+        conv_common_checks(rng, &op, x.f, w.f, bf, R.f, out, dx, dw, db);
         free(dx); free(dw); free(db); free(ref); free(out);
         arr_free(&x); arr_free(&w); arr_free(&b); arr_free(&R);
     }
@@ -279,12 +320,14 @@ static void test_convT(TRng* rng) {
         const long nw = Ci * Co * F;
         Arr x = arr_rand(rng, nx, 1.0), w = arr_rand(rng, nw, 1.0), b = arr_rand(rng, Co, 1.0),
             R = arr_rand(rng, no, 1.0);
+        ConvOp op = { "convT", convT_forward, convT_backward, B, Ci, Co, D, H, W, { fd, fh, fw },
+                      nx, nw, no };
         ConvTSt s = { B, Ci, Co, D, H, W, fd, fh, fw, x.d, w.d, cases[ci].bias ? b.d : NULL };
         const float* bf = cases[ci].bias ? b.f : NULL;
         double* ref = t_dnew(no);
         float* out = t_fnew(no);
         t_fill_garbage(out, no);
-        convT_forward(&ctx, out, x.f, w.f, bf, B, Ci, Co, D, H, W, fd, fh, fw);
+        op_fwd(&op, out, x.f, w.f, bf);
         ref_convT(&s, ref);
         snprintf(name, sizeof name, "convT NMSE B=%d Ci=%d Co=%d %dx%dx%d f=%dx%dx%d%s (dot_thr(Ci+2))",
                  B, Ci, Co, D, H, W, fd, fh, fw, cases[ci].bias ? "" : " nobias");
@@ -292,17 +335,10 @@ static void test_convT(TRng* rng) {
 
         float *dx = t_fnew(nx), *dw = t_fnew(nw), *db = t_fnew(Co);
         t_fill_garbage(dx, nx);
-        convT_backward(&ctx, dx, dw, cases[ci].bias ? db : NULL, R.f, x.f, w.f, B, Ci, Co, D, H, W, fd, fh, fw);
+        op_bwd(&op, dx, dw, cases[ci].bias ? db : NULL, R.f, x.f, w.f);
         if (cases[ci].fd_check) {
-            double* tmp = t_dnew(no);
-            TFdLoss f = { ref_convT, &s, tmp, R.d, no };
-            t_check("  convT din grad (K=sqrt(Co F)+1)", t_grad_score_ref(&f, x.d, nx, dx),
-                    grad_thr(sqrt((double)Co * F) + 1));
-            t_check("  convT dW grad (K=sqrt(B S)+2)", t_grad_score_ref(&f, w.d, nw, dw),
-                    grad_thr(sqrt((double)B * S) + 2));
-            if (cases[ci].bias)
-                t_check("  convT dbias grad (K=1)", t_grad_score_ref(&f, b.d, Co, db), grad_thr(1));
-            free(tmp);
+            conv_fd_checks(&op, ref_convT, &s, R.d, x.d, w.d, cases[ci].bias ? b.d : NULL, dx, dw, db,
+                           "sqrt(Co F)+1", sqrt((double)Co * F) + 1);
         } else {
             /* float64 adjoint: din = Σ_{o,f} W g, dW = Σ x g, db = Σ g */
             double *rdx = t_dnew(nx), *rdw = t_dnew(nw), *rdb = t_dnew(Co);
@@ -326,35 +362,7 @@ static void test_convT(TRng* rng) {
             t_check("  convT dbias NMSE (double sum: U^2)", t_nmse_fd(db, rdb, Co), T_U * T_U);
             free(rdx); free(rdw); free(rdb);
         }
-        float *aw = t_fnew(nw), *ab = t_fnew(Co), *g0w = t_fnew(nw), *g0b = t_fnew(Co), *dx2 = t_fnew(nx);
-        t_frandn(rng, g0w, nw, 1.0); t_frandn(rng, g0b, Co, 1.0);
-        memcpy(aw, g0w, nw * 4); memcpy(ab, g0b, Co * 4);
-        for (int rep = 0; rep < 2; rep++)
-            convT_backward(&ctx, dx2, aw, ab, R.f, x.f, w.f, B, Ci, Co, D, H, W, fd, fh, fw);
-        t_check("  convT dW accumulates (ratio to 2U bound)", t_accum_ratio(aw, g0w, dw, nw), 1.0);
-        if (cases[ci].bias) t_check("  convT dbias accumulates (ratio to 2U bound)", t_accum_ratio(ab, g0b, db, Co), 1.0);
-        t_true("  convT din overwrites", same(dx2, dx, nx));
-        float* dw1 = t_fnew(nw);
-        convT_backward(&ctx, NULL, dw1, NULL, R.f, x.f, w.f, B, Ci, Co, D, H, W, fd, fh, fw);
-        t_fill_nan(dx2, nx);
-        convT_backward(&ctx, dx2, NULL, NULL, R.f, x.f, w.f, B, Ci, Co, D, H, W, fd, fh, fw);
-        t_true("  convT NULL grads skip, the others unchanged", same(dw1, dw, nw) && same(dx2, dx, nx));
-        {
-            float *o2 = t_fnew(no), *dx3 = t_fnew(nx), *dw3 = t_fnew(nw), *db3 = t_fnew(Co);
-            int ok = 1;
-            for (int th = 1; th <= 2; th++) {
-                t_set_threads(th);
-                memset(dw3, 0, nw * 4); memset(db3, 0, Co * 4);
-                convT_forward(&ctx, o2, x.f, w.f, bf, B, Ci, Co, D, H, W, fd, fh, fw);
-                convT_backward(&ctx, dx3, dw3, db3, R.f, x.f, w.f, B, Ci, Co, D, H, W, fd, fh, fw);
-                ok = ok && same(o2, out, no) && same(dx3, dx, nx) && same(dw3, dw, nw);
-                if (cases[ci].bias) ok = ok && same(db3, db, Co);
-            }
-            t_set_threads(ctx.threads);
-            t_true("  convT fwd+bwd bit-identical with 1 and 2 threads", ok);
-            free(o2); free(dx3); free(dw3); free(db3);
-        }
-        free(aw); free(ab); free(g0w); free(g0b); free(dx2); free(dw1);
+        conv_common_checks(rng, &op, x.f, w.f, bf, R.f, out, dx, dw, db);
         free(dx); free(dw); free(db); free(ref); free(out);
         arr_free(&x); arr_free(&w); arr_free(&b); arr_free(&R);
     }

@@ -13,19 +13,13 @@
  * for the tensor in test_ops_decoder.c (repeated next to each check); copies must be exact.
  */
 #include "../kernels/ops.h"
-#include "../engine/safetensors.h"
-#include "testing.h"
+#include "oracle_io.h"
 
 static Ctx ctx;
 static StFile io;
 
 static double dot_thr(double K) { return 10.0 * K * T_U * T_U; }
 static double vs32(double bound) { return 2 * bound + 2 * T_U * T_U; }
-
-static const char* oracle_dir(void) {
-    const char* d = getenv("VITA_ORACLE_DIR");
-    return d && *d ? d : "build/oracle";
-}
 
 /* the tensor "<case>.<name>" (must have n elements), or NULL with a failed check */
 static float* get(const char* cs, const char* name, long n) {

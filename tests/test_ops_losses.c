@@ -9,8 +9,7 @@
  * Thresholds are derived beside each check; u = 2^-24 (fp32 unit roundoff), e = 2^-53.
  */
 #include "../kernels/ops.h"
-#include "../engine/safetensors.h"
-#include "testing.h"
+#include "oracle_io.h"
 
 #include <float.h>
 #include <omp.h>
@@ -396,49 +395,9 @@ static void test_reg(long n, int kind, uint64_t seed) {
 }
 
 /* ======================= PyTorch float64 oracle =========================================== */
-static const char* oracle_dir(void) {
-    const char* d = getenv("VITA_ORACLE_DIR");
-    return d && *d ? d : "build/oracle";
-}
-static float* load_t(const StFile* f, const char* name, long* n) {
-    const StTensor* t = st_find(f, name);
-    if (!t) return NULL;
-    float* x = malloc(sizeof(float) * (t->numel ? t->numel : 1));
-    st_read_f32(f, t, x);
-    if (n) *n = t->numel;
-    return x;
-}
-/* hi + lo pair written by the oracle -> double array */
-static double* load_hilo(const StFile* f, const char* base, long* n) {
-    char a[128], b[128];
-    snprintf(a, sizeof a, "%s_hi", base);
-    snprintf(b, sizeof b, "%s_lo", base);
-    long n1 = 0, n2 = 0;
-    float *hi = load_t(f, a, &n1), *lo = load_t(f, b, &n2);
-    double* x = NULL;
-    if (hi && lo && n1 == n2) {
-        x = t_dnew(n1);
-        for (long i = 0; i < n1; i++) x[i] = (double)hi[i] + lo[i];
-        if (n) *n = n1;
-    }
-    free(hi); free(lo);
-    return x;
-}
-static int32_t* to_i32(const float* v, long n) {
-    int32_t* y = calloc(n ? n : 1, sizeof *y);
-    for (long i = 0; i < n; i++) y[i] = (int32_t)v[i];
-    return y;
-}
-
 static void test_oracle(void) {
-    char path[512], cmd[1024], err[512], key[128], name[200];
-    snprintf(path, sizeof path, "%s/losses.safetensors", oracle_dir());
-    if (access(path, R_OK) != 0) {
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/oracle/losses_oracle.py '%s'", oracle_dir());
-        printf("(%s absent: running %s)\n", path, cmd);
-        fflush(stdout);
-        if (system(cmd) != 0) printf("(oracle script failed)\n");
-    }
+    char path[512], err[512], key[128], name[200];
+    oracle_ensure(path, sizeof path, "losses.safetensors", "tests/oracle/losses_oracle.py");
     StFile f;
     if (!t_true("losses oracle readable (tests/oracle/losses_oracle.py)", st_open(&f, path, err, sizeof err) == 0)) {
         printf("%s\n", err);

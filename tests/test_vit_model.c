@@ -5,10 +5,9 @@
  * results across thread counts, drop-path (eval = off; training gradients match a
  * directional finite difference), the fixed sin-cos embedding.
  * `--write-demo PATH` writes a scratch vit-tiny-3d checkpoint (used by make demo). */
-#include "testing.h"
+#include "oracle_io.h"
 #include "../models/vit.h"
 #include "../models/vit_weights.h"
-#include "../engine/safetensors.h"
 
 #include <omp.h>
 #include <unistd.h>
@@ -188,8 +187,7 @@ static void test_save_load(Ctx* c) {
 
 static void test_resample_vs_torch(Ctx* c) {
     char path[512], err[512];
-    const char* od = getenv("VITA_ORACLE_DIR");
-    snprintf(path, sizeof path, "%s/resample.safetensors", od && *od ? od : "build/oracle");
+    snprintf(path, sizeof path, "%s/resample.safetensors", oracle_dir());
     StFile f;
     if (st_open(&f, path, err, sizeof err)) { printf("%s\n", err); t_true("resample oracle readable", 0); return; }
     for (int i = 0; i < f.n; i++) {

@@ -14,35 +14,9 @@
  * to all scores of a row), so it is checked by size: max |g| <= 1e-4 · max |g| of the query
  * part — cancellation of T terms each carrying u relative error leaves ~T·u ≈ 1e-6 of it.
  */
-#include "testing.h"
+#include "oracle_io.h"
 #include "../models/vit.h"
 #include "../models/vit_weights.h"
-#include "../engine/safetensors.h"
-
-static const char* oracle_dir(void) {
-    const char* d = getenv("VITA_ORACLE_DIR");
-    return d && *d ? d : "build/oracle";
-}
-
-static float* load_t(const StFile* f, const char* name, long* n) {
-    const StTensor* t = st_find(f, name);
-    if (!t) return NULL;
-    float* x = malloc(sizeof(float) * (t->numel ? t->numel : 1));
-    st_read_f32(f, t, x);
-    if (n) *n = t->numel;
-    return x;
-}
-
-static double nmse_ref(const float* a, const float* ref, long n) {
-    double num = 0, den = 0;
-    for (long i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return num != num ? NAN : num / (den > 1e-30 ? den : 1e-30);
-}
-
 static void check_tensor(const StFile* io, const char* key, const float* got, long n,
                          double* worst_pct, const char* cls) {
     char name[160], th[160];

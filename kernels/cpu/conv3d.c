@@ -28,34 +28,13 @@
  * the problem shape, and the dW partials are reduced in a fixed order.
  */
 #include "cpu.h"
+#include "blocks.h"
 #include "../../engine/check.h"
 
 #include <cblas.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define BLOCK_BYTES ((size_t)1 << 20)     /* one block's column matrix */
-#define PART_BYTES ((size_t)4 << 20)      /* dW partials held at once (at least one per thread) */
-
-#define ALIGN64(n) (((n) + 63) & ~(size_t)63)
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 static void check_conv_args(int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
     CHECK(B > 0 && Ci > 0 && Co > 0 && D > 0 && H > 0 && Wd > 0,
           "conv3d shape B=%d Ci=%d Co=%d D=%d H=%d W=%d", B, Ci, Co, D, H, Wd);
@@ -63,14 +42,6 @@ static void check_conv_args(int B, int Ci, int Co, int D, int H, int Wd, int kd,
     CHECK((long)D * H * Wd <= 2147483647L, "conv3d volume of %ld voxels is too large for int BLAS sizes", (long)D * H * Wd);
     CHECK(kd > 0 && kh > 0 && kw > 0 && (kd & 1) && (kh & 1) && (kw & 1),
           "conv3d kernel %dx%dx%d must be odd (padding k/2 keeps the size)", kd, kh, kw);
-}
-
-/* rows per block: a column matrix of K rows stays within BLOCK_BYTES (at least one row) */
-static long block_rows(long K, int D, int H, int Wd) {
-    long r = (long)(BLOCK_BYTES / ((size_t)K * Wd * sizeof(float)));
-    if (r < 1) r = 1;
-    if (r > (long)D * H) r = (long)D * H;
-    return r;
 }
 
 /* col [K, (r1-r0)*W] from one image [Ci, D, H, W], output rows r0 .. r1-1 */
@@ -130,7 +101,7 @@ static void conv_fwd(float* out, const float* in, const float* W, const float* b
 void cpu_conv3d_forward(Ctx* c, float* out, const float* in, const float* W, const float* bias,
                         int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
     check_conv_args(B, Ci, Co, D, H, Wd, kd, kh, kw);
-    const long K = (long)Ci * kd * kh * kw, rb = block_rows(K, D, H, Wd);
+    const long K = (long)Ci * kd * kh * kw, rb = block_rows(BLOCK_BYTES, K, D, H, Wd);
     float* col = kd * kh * kw == 1 ? NULL
                : (float*)ctx_workspace(c, (size_t)max_threads() * K * rb * Wd * sizeof(float));
     conv_fwd(out, in, W, bias, B, Ci, Co, D, H, Wd, kd, kh, kw, col, rb);
@@ -142,12 +113,11 @@ void cpu_conv3d_backward(Ctx* c, float* din, float* dW, float* dbias, const floa
     check_conv_args(B, Ci, Co, D, H, Wd, kd, kh, kw);
     const long S = (long)D * H * Wd, R = (long)D * H, kvol = (long)kd * kh * kw;
     const long K = Ci * kvol, K2 = Co * kvol;      /* col rows for dW (of in), din (of dout) */
-    const long rb1 = block_rows(K, D, H, Wd), rb2 = block_rows(K2, D, H, Wd);
+    const long rb1 = block_rows(BLOCK_BYTES, K, D, H, Wd);
+    const long rb2 = block_rows(BLOCK_BYTES, K2, D, H, Wd);
     const long nb = (R + rb1 - 1) / rb1, ntask = B * nb, nW = Co * K;
     const int nth = max_threads();
-    long wave = (long)(PART_BYTES / ((size_t)nW * sizeof(float)));
-    if (wave < nth) wave = nth;
-    if (wave > ntask) wave = ntask;
+    const long wave = part_wave(nW, nth, ntask);
 
     /* workspace: [dW sums (double) nW][partials wave*nW][W' Ci*K2][col slots] */
     const size_t b_acc = dW ? ALIGN64((size_t)nW * sizeof(double)) : 0;
@@ -161,17 +131,7 @@ void cpu_conv3d_backward(Ctx* c, float* din, float* dW, float* dbias, const floa
     float* Wf = (float*)(ws + b_acc + b_part);
     float* col = (float*)(ws + b_acc + b_part + b_wf);
 
-    if (dbias) {
-        #pragma omp parallel for schedule(static)
-        for (int o = 0; o < Co; o++) {
-            double a = 0.0;
-            for (int b = 0; b < B; b++) {
-                const float* g = dout + ((long)b * Co + o) * S;
-                for (long s = 0; s < S; s++) a += g[s];
-            }
-            dbias[o] += (float)a;
-        }
-    }
+    if (dbias) bias_grad(dbias, dout, B, Co, S);
     if (dW) {
         memset(acc, 0, (size_t)nW * sizeof(double));
         for (long w0 = 0; w0 < ntask; w0 += wave) {
@@ -190,16 +150,10 @@ void cpu_conv3d_backward(Ctx* c, float* din, float* dW, float* dbias, const floa
                                 dout + b * Co * S + r0 * Wd, (int)S, cb, (int)(kvol == 1 ? S : N),
                                 0.0f, part + (t - w0) * nW, (int)K);
                 }
-                #pragma omp for schedule(static)
-                for (long e = 0; e < nW; e++) {   /* block order, whatever the wave size */
-                    double a = acc[e];
-                    for (long j = 0; j < w1 - w0; j++) a += part[j * nW + e];
-                    acc[e] = a;
-                }
+                add_parts(acc, part, nW, w1 - w0);
             }
         }
-        #pragma omp parallel for schedule(static)
-        for (long e = 0; e < nW; e++) dW[e] += (float)acc[e];
+        add_acc(dW, acc, nW);
     }
     if (din) {
         #pragma omp parallel for schedule(static)

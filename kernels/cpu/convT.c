@@ -19,47 +19,19 @@
  * the problem shape, scatter/gather touch every element once.
  */
 #include "cpu.h"
+#include "blocks.h"
 #include "../../engine/check.h"
 
 #include <cblas.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define BLOCK_BYTES ((size_t)512 << 10)   /* one block's Y */
-#define PART_BYTES ((size_t)4 << 20)      /* dW partials held at once (at least one per thread) */
-#define ALIGN64(n) (((n) + 63) & ~(size_t)63)
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 static void check_convT_args(int B, int Ci, int Co, int D, int H, int Wd, int fd, int fh, int fw) {
     CHECK(B > 0 && Ci > 0 && Co > 0 && D > 0 && H > 0 && Wd > 0,
           "convT shape B=%d Ci=%d Co=%d D=%d H=%d W=%d", B, Ci, Co, D, H, Wd);
     /* sgemm dimensions and leading dimensions are int */
     CHECK((long)D * H * Wd <= 2147483647L, "convT volume of %ld voxels is too large for int BLAS sizes", (long)D * H * Wd);
     CHECK(fd > 0 && fh > 0 && fw > 0, "convT factors %dx%dx%d must be positive", fd, fh, fw);
-}
-
-/* input rows per block: Y [M, rb*W] stays within BLOCK_BYTES (at least one row) */
-static long block_rows(long M, int D, int H, int Wd) {
-    long r = (long)(BLOCK_BYTES / ((size_t)M * Wd * sizeof(float)));
-    if (r < 1) r = 1;
-    if (r > (long)D * H) r = (long)D * H;
-    return r;
 }
 
 /* dir 0: out rows <- Y (+ bias); dir 1: Y <- dout rows. Y is [M, (r1-r0)*W] for the input
@@ -92,7 +64,7 @@ void cpu_convT_forward(Ctx* c, float* out, const float* in, const float* W, cons
                        int B, int Ci, int Co, int D, int H, int Wd, int fd, int fh, int fw) {
     check_convT_args(B, Ci, Co, D, H, Wd, fd, fh, fw);
     const long F = (long)fd * fh * fw, M = Co * F, S = (long)D * H * Wd, R = (long)D * H;
-    const long rb = block_rows(M, D, H, Wd), nb = (R + rb - 1) / rb, slot = M * rb * Wd;
+    const long rb = block_rows(BLOCK_BYTES, M, D, H, Wd), nb = (R + rb - 1) / rb, slot = M * rb * Wd;
     float* Y = (float*)ctx_workspace(c, (size_t)max_threads() * slot * sizeof(float));
     #pragma omp parallel
     {
@@ -114,24 +86,12 @@ void cpu_convT_backward(Ctx* c, float* din, float* dW, float* dbias, const float
     check_convT_args(B, Ci, Co, D, H, Wd, fd, fh, fw);
     const long F = (long)fd * fh * fw, M = Co * F, S = (long)D * H * Wd, R = (long)D * H;
     const long So = S * F;
-    if (dbias) {
-        #pragma omp parallel for schedule(static)
-        for (int o = 0; o < Co; o++) {
-            double a = 0.0;
-            for (int b = 0; b < B; b++) {
-                const float* g = dout + ((long)b * Co + o) * So;
-                for (long s = 0; s < So; s++) a += g[s];
-            }
-            dbias[o] += (float)a;
-        }
-    }
+    if (dbias) bias_grad(dbias, dout, B, Co, So);
     if (!din && !dW) return;
-    const long rb = block_rows(M, D, H, Wd), nb = (R + rb - 1) / rb, ntask = B * nb;
+    const long rb = block_rows(BLOCK_BYTES, M, D, H, Wd), nb = (R + rb - 1) / rb, ntask = B * nb;
     const long slot = M * rb * Wd, nW = Ci * M;
     const int nth = max_threads();
-    long wave = dW ? (long)(PART_BYTES / ((size_t)nW * sizeof(float))) : ntask;
-    if (wave < nth) wave = nth;
-    if (wave > ntask) wave = ntask;
+    const long wave = dW ? part_wave(nW, nth, ntask) : ntask;
     /* workspace: [dW sums (double) nW][partials wave*nW][dY slots] */
     const size_t b_acc = dW ? ALIGN64((size_t)nW * sizeof(double)) : 0;
     const size_t b_part = dW ? ALIGN64((size_t)wave * nW * sizeof(float)) : 0;
@@ -159,18 +119,8 @@ void cpu_convT_backward(Ctx* c, float* din, float* dW, float* dbias, const float
                                 in + b * Ci * S + r0 * Wd, (int)S, myY, (int)N, 0.0f,
                                 part + (t - w0) * nW, (int)M);
             }
-            if (dW) {
-                #pragma omp for schedule(static)
-                for (long e = 0; e < nW; e++) {   /* block order, whatever the wave size */
-                    double a = acc[e];
-                    for (long j = 0; j < w1 - w0; j++) a += part[j * nW + e];
-                    acc[e] = a;
-                }
-            }
+            if (dW) add_parts(acc, part, nW, w1 - w0);
         }
     }
-    if (dW) {
-        #pragma omp parallel for schedule(static)
-        for (long e = 0; e < nW; e++) dW[e] += (float)acc[e];
-    }
+    if (dW) add_acc(dW, acc, nW);
 }

@@ -8,6 +8,7 @@
  * A target outside [0, V) is a bug upstream (labels are validated when data is loaded).
  */
 #include "cpu.h"
+#include "lse.h"
 #include "../../engine/check.h"
 
 #include <math.h>
@@ -16,15 +17,6 @@ static void check_targets(const int32_t* targets, int B, int V) {
     for (int b = 0; b < B; b++)
         CHECK(targets[b] >= 0 && targets[b] < V,
               "crossentropy: target %d of sample %d is outside [0, %d)", (int)targets[b], b, V);
-}
-
-/* lse of one row, computed in double from the float logits */
-static double row_lse(const float* x, int V) {
-    float m = x[0];
-    for (int j = 1; j < V; j++) m = x[j] > m ? x[j] : m;
-    double s = 0.0;
-    for (int j = 0; j < V; j++) s += exp((double)x[j] - m);
-    return m + log(s);
 }
 
 void cpu_crossentropy_forward(Ctx* c, float* losses, const float* logits,

@@ -28,6 +28,7 @@
  * A label / target outside [0, K) is a bug upstream (CHECK, exit 2).
  */
 #include "cpu.h"
+#include "lse.h"
 #include "../../engine/check.h"
 
 #include <float.h>
@@ -65,6 +66,15 @@ static void check_labels(const int32_t* y, long n, int K, const char* op) {
     for (long i = 0; i < n; i++)
         CHECK(y[i] >= 0 && y[i] < K, "%s: label %d at index %ld is outside [0, %d)", op,
               (int)y[i], i, K);
+}
+
+/* checks the shape and the labels; returns k0, the first class the Dice term counts */
+static int dice_ce_check(const int32_t* labels, int B, int K, long S, int include_background) {
+    int k0 = include_background ? 0 : 1;
+    CHECK(K - k0 >= 1 && B >= 1 && S >= 1, "dice_ce: B=%d K=%d S=%ld include_background=%d", B, K,
+          S, include_background);
+    check_labels(labels, (long)B * S, K, "dice_ce");
+    return k0;
 }
 
 /* Fills tot (workspace) with, per sample b, [I_0..I_K-1, P_0.., G_0..] (3K doubles), followed
@@ -112,10 +122,7 @@ static double* dice_sums(Ctx* c, const float* prob, const int32_t* labels, const
 
 void cpu_dice_ce_forward(Ctx* c, double* out, const float* prob, const int32_t* labels,
                          const float* weights, int B, int K, long S, int include_background) {
-    int k0 = include_background ? 0 : 1;
-    CHECK(K - k0 >= 1 && B >= 1 && S >= 1, "dice_ce: B=%d K=%d S=%ld include_background=%d", B, K,
-          S, include_background);
-    check_labels(labels, (long)B * S, K, "dice_ce");
+    int k0 = dice_ce_check(labels, B, K, S, include_background);
     const double* tot = dice_sums(c, prob, labels, weights, B, K, S);
     double dice = 0;
     for (int b = 0; b < B; b++) {
@@ -130,10 +137,7 @@ void cpu_dice_ce_forward(Ctx* c, double* out, const float* prob, const int32_t* 
 void cpu_dice_ce_backward(Ctx* c, float* dlogits, const float* prob, const int32_t* labels,
                           const float* weights, int B, int K, long S, int include_background,
                           float w_ce, float w_dice) {
-    int k0 = include_background ? 0 : 1;
-    CHECK(K - k0 >= 1 && B >= 1 && S >= 1, "dice_ce: B=%d K=%d S=%ld include_background=%d", B, K,
-          S, include_background);
-    check_labels(labels, (long)B * S, K, "dice_ce");
+    int k0 = dice_ce_check(labels, B, K, S, include_background);
     double* tot = dice_sums(c, prob, labels, weights, B, K, S);
     /* per (b, k): dp_k = A_bk + C_bk g_k; kept in the workspace after the sums (tot is
      * reused in place: A over I, C over P) */
@@ -185,14 +189,6 @@ static void cls_check(const int32_t* targets, int B, int V, float smoothing, flo
           "cls_loss: focal loss (gamma %g) with label smoothing %g is not defined",
           (double)focal_gamma, (double)smoothing);
     check_labels(targets, B, V, "cls_loss");
-}
-
-static double row_lse(const float* x, int V) {
-    float m = x[0];
-    for (int j = 1; j < V; j++) m = x[j] > m ? x[j] : m;
-    double s = 0.0;
-    for (int j = 0; j < V; j++) s += exp((double)x[j] - m);
-    return m + log(s);
 }
 
 /* 1 − p_y as Σ_{j≠y} p_j */
