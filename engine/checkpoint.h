@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "safetensors.h"
+
 typedef struct {
     const char* name;
     const void* data;          /* host memory */
@@ -30,8 +32,7 @@ typedef struct {
 /* writes step_XXXXXXXX.safetensors (tensors given as safetensors writer input) and
  * step_XXXXXXXX.state (blobs) atomically, then `latest`, then deletes all but the newest
  * `keep` step checkpoints. 0, or 1 with err. */
-struct StWriteTensorTag;
-int ckpt_save(const char* run_dir, long step, const void* tensors /* StWriteTensor* */,
+int ckpt_save(const char* run_dir, long step, const StWriteTensor* tensors,
               int n_tensors, const char* const* meta, int n_meta, const CkptBlob* blobs,
               int n_blobs, int keep, char* err, size_t errlen);
 /* finds the newest loadable checkpoint: reads `latest`, validates its .state (CRC) and that
