@@ -11,6 +11,7 @@ OPENBLAS_DIR ?=
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -fno-strict-aliasing -MMD -MP
+CFLAGS   += -DVITA_GIT_DESCRIBE="\"$(shell git describe --always --dirty 2>/dev/null || echo unknown)\""
 LDLIBS   := -lm -lpthread
 
 # ---- OpenMP ----------------------------------------------------------------------------
@@ -51,6 +52,7 @@ HAVE_HDF5 := $(if $(HDF5_LIBS),yes,no)
 
 # ---- cJSON (safetensors headers) ----------------------------------------------------------
 LDLIBS += -lcjson
+LDLIBS += -lyaml
 
 # ---- optional: nvcc, MPI ----------------------------------------------------------------
 NVCC := $(if $(NO_CUDA),,$(shell command -v $(CUDA_HOME)/bin/nvcc 2>/dev/null || command -v nvcc 2>/dev/null))

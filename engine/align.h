@@ -32,9 +32,14 @@ typedef struct {
     double sigma[CFG_MAX_LAYERS];      /* fixed σ_base per layer */
     double noise_floor[CFG_MAX_LAYERS];
     MmdConfig mcfg;
+    MmdResult res[CFG_MAX_LAYERS];     /* the last align_measure's full results per layer
+                                          (p-values with permutations, per-bandwidth values) */
 } Align;
 
-/* probe inputs: img host [n, C, D, H, W], extra host [E, n] or NULL. Runs the encoder m (its
+/* Token features: group = clamp(probe_n_tokens / n_images, 1, P) patch tokens per image,
+ * sampled by features_sample_tokens(n_images, group, P, cfg->seed) (features.h), so
+ * `vita features --tokens group --seed S` draws the same tokens.
+ * probe inputs: img host [n, C, D, H, W], extra host [E, n] or NULL. Runs the encoder m (its
  * current weights = the initial ones) to collect feat0, fixes σ per layer, computes the
  * noise floor. 0, or 1 with err. */
 int align_init(Align* a, const Config* cfg, Ctx* c, Vit* m, const float* img, const float* extra,

@@ -31,7 +31,9 @@ typedef struct {
 
 /* writes step_XXXXXXXX.safetensors (tensors given as safetensors writer input) and
  * step_XXXXXXXX.state (blobs) atomically, then `latest`, then deletes all but the newest
- * `keep` step checkpoints. 0, or 1 with err. */
+ * `keep` step checkpoints (keep <= 0: none deleted). Before writing it deletes temporary files a
+ * killed writer left and any step_* at or after `step` (stale, from before a resume that fell
+ * back to an older checkpoint). Never touches best.safetensors. 0, or 1 with err. */
 int ckpt_save(const char* run_dir, long step, const StWriteTensor* tensors,
               int n_tensors, const char* const* meta, int n_meta, const CkptBlob* blobs,
               int n_blobs, int keep, char* err, size_t errlen);
@@ -42,6 +44,8 @@ int ckpt_find_latest(const char* run_dir, char* weights_path, size_t wlen, long*
                      CkptState* st, char* err, size_t errlen);
 const void* ckpt_blob(const CkptState* st, const char* name, size_t* bytes);   /* NULL if absent */
 void ckpt_state_free(CkptState* st);
+/* CRC-32 (IEEE, as zlib's crc32): pass 0 to start, the previous value to continue */
+uint32_t ckpt_crc32(uint32_t crc, const void* data, size_t n);
 /* atomic small-file write (temp in the same dir + fsync + rename + dir fsync) */
 int write_file_atomic(const char* path, const void* data, size_t bytes, char* err, size_t errlen);
 

@@ -6,6 +6,8 @@
 #include "safetensors.h"
 #include "dataset.h"
 #include "phantom.h"
+#include "train.h"
+#include "features.h"
 #include "../models/vit.h"
 #include "../models/vit_weights.h"
 
@@ -22,9 +24,10 @@ static const char* USAGE =
     "  phantom --out D.h5 synthetic prostate mpMRI dataset (vita phantom --help)\n"
     "  import             real data from NIfTI / MHA         (not built yet)\n"
     "  pretrain           MAE / contrastive pretraining      (not built yet)\n"
-    "  train              fine-tune on one task              (not built yet)\n"
-    "  eval, predict      metrics / predictions per case     (not built yet)\n"
-    "  features           per-layer features to HDF5         (not built yet)\n"
+    "  train CONFIG.yaml  fine-tune on one task, log alignment (vita train --help)\n"
+    "  eval RUN_DIR|CKPT  per-case metrics CSV + overall       (vita eval --help)\n"
+    "  features           per-layer features to HDF5           (vita features --help)\n"
+    "  predict            predictions in native geometry       (not built yet)\n"
     "  mmd A.h5 [B.h5]    MMD / CKA between feature sets (vita mmd --help)\n"
     "  sweep, report      job-array sweeps and the paper's table (not built yet)\n"
     "\n"
@@ -96,8 +99,10 @@ int vita_main(int argc, char** argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "mmd")) return cmd_mmd(argc - 1, argv + 1);
     if (!strcmp(cmd, "phantom")) return cmd_phantom(argc - 1, argv + 1);
-    static const char* later[] = {"import", "pretrain", "train", "eval", "predict",
-                                  "features", "sweep", "report"};
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "features")) return cmd_features(argc - 1, argv + 1);
+    static const char* later[] = {"import", "pretrain", "predict", "sweep", "report"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         if (!strcmp(cmd, later[i])) {
             fprintf(stderr, "vita: '%s' is not built in this version yet (vita %s has the encoder, "

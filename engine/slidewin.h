@@ -26,7 +26,15 @@ int slide_case(Vit* m, Head* h, Loader* L, int case_idx, const SlideConfig* sc, 
 
 /* per-case metrics of a task from slide_case's output (names in metric_names order):
  * classify: the score (p of class 1, or the argmax prob) for AUROC over cases; segment: Dice per
- * foreground class, mean Dice, HD95; image: PSNR, SSIM, MAE */
+ * foreground class, mean Dice, HD95; image: PSNR, SSIM, MAE.
+ * Details (engine/slidewin.c): classify reads the case label through `seg` (&cls, one int32,
+ * -1 unknown; NULL = unknown) and gives score (K = 2: p of class 1, else the argmax prob),
+ * pred (argmax), correct (1/0, NaN without a label); segment gives dice_k for k = 1..K-1
+ * (argmax of the probabilities; NaN when class k is absent from the truth), dice_mean (mean
+ * over the non-NaN foreground classes) and hd95 (mm, case spacing) of the union foreground
+ * (label > 0); image tasks give psnr and ssim with data range = max − min of the target case,
+ * ssim 3D when D >= 11 else the mean of 2D per-slice values, and mae. Returns the metric count
+ * (may exceed max_metrics: only the first max_metrics are written); names are static strings. */
 int slide_case_metrics(int task, int K, const float* out, const int32_t* seg, const float* target,
                        int D, int H, int W, const double spacing[3], double* metrics,
                        const char** names, int max_metrics);
