@@ -275,11 +275,11 @@ static const Key KEYS[] = {
     SENUM("eval.sliding_window.weighting", sw_weighting, E_WEIGHTING),
 
     {.path = "align.layers", .type = T_CUSTOM, .off = O(align_layers), .set = set_layers,
-     .emit = emit_layers, .note = "blocks 1..depth; norm = the final normalised tokens"},
+     .emit = emit_layers, .note = "blocks 1..depth, norm = the final normalised tokens; [] = off"},
     SENUM("align.feature", align_feature, E_FEATURE),
     SENUM("align.normalize", align_normalize, E_NORMALIZE),
     ENUM("align.probe.split", probe_split, E_SPLIT),
-    NUM("align.probe.n_images", T_INT, probe_n_images, 2, 1e7, 0),
+    NUM("align.probe.n_images", T_INT, probe_n_images, 4, 1e7, 0),
     NUM("align.probe.n_tokens", T_INT, probe_n_tokens, 1, 1e9, 0),
     CUSTOM("align.estimators", estimators, set_estimators, emit_estimators),
     {.path = "align.bandwidths.rule", .type = T_ENUM, .off = O(bw_rule), .names = E_BW,
@@ -384,7 +384,7 @@ static void where_at(const Ld* L, int line, char* out, size_t n) {
 static void val_text(const Val* v, char* out, size_t n) {
     Buf b = {0};
     if (!v->list) {
-        bputs(&b, v->s[0]);
+        bputs(&b, v->s[0][0] ? v->s[0] : "\"\"");
     } else {
         bputs(&b, "[");
         for (int i = 0; i < v->n; i++) { if (i) bputs(&b, ", "); bputs(&b, v->s[i]); }
@@ -1190,6 +1190,11 @@ static int xfail(Ld* L, const Config* c, const char* key, const char* fmt, ...) 
     return fail(L, "%s%s", msg, note);
 }
 
+/* a if it was given, else b if it was given, else a: the key to point the user at */
+static const char* pick(const Ld* L, const char* a, const char* b) {
+    return L->set[key_index(a)] || !L->set[key_index(b)] ? a : b;
+}
+
 /* the first schema key named in msg (longest match at a token start) */
 static int first_key_in(const char* msg) {
     for (const char* p = msg; *p; p++) {
@@ -1335,13 +1340,16 @@ static int validate(Config* c, Ld* L) {
     }
     /* train */
     if (c->min_lr > c->lr)
-        return xfail(L, c, "train.min_lr", "train.min_lr = %g is above train.lr = %g", c->min_lr, c->lr);
+        return xfail(L, c, pick(L, "train.min_lr", "train.lr"), "train.min_lr = %g is above "
+                     "train.lr = %g; lower train.min_lr", c->min_lr, c->lr);
     if (c->warmup_epochs > c->epochs)
-        return xfail(L, c, "train.warmup_epochs", "train.warmup_epochs = %g exceeds train.epochs = %d",
-                     c->warmup_epochs, c->epochs);
+        return xfail(L, c, pick(L, "train.warmup_epochs", "train.epochs"), "train.warmup_epochs = "
+                     "%g exceeds train.epochs = %d; lower train.warmup_epochs", c->warmup_epochs,
+                     c->epochs);
     if (c->mode == TRAIN_FREEZE_FIRST_K && (c->freeze_k < 1 || c->freeze_k > c->vit.depth))
-        return xfail(L, c, "train.freeze_k", "train.freeze_k = %d: train.mode = freeze_first_k "
-                     "needs 1..model.depth (%d)", c->freeze_k, c->vit.depth);
+        return xfail(L, c, pick(L, "train.freeze_k", "train.mode"), "train.freeze_k = %d: "
+                     "train.mode = freeze_first_k needs train.freeze_k in 1..model.depth (%d)",
+                     c->freeze_k, c->vit.depth);
     if (c->mode != TRAIN_FREEZE_FIRST_K && c->freeze_k != 0)
         return xfail(L, c, "train.freeze_k", "train.freeze_k = %d has no effect unless train.mode = "
                      "freeze_first_k; set train.mode or remove the key", c->freeze_k);

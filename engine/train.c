@@ -301,7 +301,7 @@ static int setup_metrics(Trainer* t) {
  * metrics in metric_names order (classify: over cases; others: nanmean of the per-case values).
  * Returns 0, or 1 with err. */
 static int evaluate(Trainer* t, Loader* L, double* loss_out, double* metrics, int* n_cases,
-                    char* err, size_t errlen) {
+                    int interruptible, char* err, size_t errlen) {
     const Config* cfg = t->cfg;
     Dataset* ds = &t->ds;
     long vol = (long)ds->D * ds->H * ds->W;
@@ -322,6 +322,7 @@ static int evaluate(Trainer* t, Loader* L, double* loss_out, double* metrics, in
     t->m.training = 0;
     t->h.training = 0;
     for (int i = 0; i < n; i++) {
+        if (interruptible && g_stop_sig) { rc = 2; break; }   /* preempted: redo on resume */
         int ci = L->items[i];
         int32_t cls = -1;
         if (slide_case(&t->m, &t->h, L, ci, &sc, out, seg, &cls, tgt, err, errlen)) { rc = 1; break; }
@@ -1043,14 +1044,19 @@ static void progress_epoch(Trainer* t, long epoch, double train_loss, double val
     fflush(stderr);
 }
 
-/* validation (+ alignment, best, early stopping bookkeeping) of epoch e; 0 ok, else exit code */
+/* validation (+ alignment, best, early stopping bookkeeping) of epoch e; 0 ok, EOE_PREEMPTED
+ * when a stop signal interrupted the validation (nothing of the epoch logged yet: the
+ * checkpoint then holds the trained steps and a resume validates again), else an exit code */
+#define EOE_PREEMPTED (-75)
 static int end_of_epoch(Trainer* t, long e, double train_loss, double sps, int* stop_early) {
     const Config* cfg = t->cfg;
     char err[600];
     double vloss = NAN, vm[MAX_METRICS];
     int nc = 0;
     for (int i = 0; i < MAX_METRICS; i++) vm[i] = NAN;
-    if (evaluate(t, &t->Lval, &vloss, vm, &nc, err, sizeof err)) return terr("validation: %s", err);
+    int er = evaluate(t, &t->Lval, &vloss, vm, &nc, 1, err, sizeof err);
+    if (er == 2) return EOE_PREEMPTED;
+    if (er) return terr("validation: %s", err);
     double metric = vm[t->main_idx];
     t->curve[e] = metric;
     LogEpoch le = {e, train_loss, vloss, metric, vm, wall_total(t), sps};
@@ -1132,7 +1138,7 @@ static int finish(Trainer* t) {
     double tl = NAN, tm[MAX_METRICS];
     int nc = 0;
     for (int i = 0; i < MAX_METRICS; i++) tm[i] = NAN;
-    rc = evaluate(t, &Lt, &tl, tm, &nc, err, sizeof err);
+    rc = evaluate(t, &Lt, &tl, tm, &nc, 0, err, sizeof err);
     loader_close(&Lt);
     if (rc) return terr("test: %s", err);
     const char* tk[MAX_METRICS + 4];
@@ -1158,8 +1164,7 @@ static int preempt(Trainer* t) {
     int s = g_stop_sig;
     int rc = save_checkpoint(t);
     if (rc) return rc;
-    if (!t->opt.quiet || 1)
-        fprintf(stderr, "%svita: %s: checkpoint at step %ld written to %s; exiting %d (resume with --resume)\n",
+    fprintf(stderr, "%svita: %s: checkpoint at step %ld written to %s; exiting %d (resume with --resume)\n",
                 t->tty ? "\n" : "", sig_name(s), (long)t->p.step, t->ck_dir, VITA_EXIT_PREEMPTED);
     return VITA_EXIT_PREEMPTED;
 }
@@ -1170,7 +1175,9 @@ static int run_epochs(Trainer* t) {
     int stop_early = 0;
     if (t->p.epochs_done < 0) {
         /* epoch 0: before any training */
-        if ((rc = end_of_epoch(t, 0, NAN, 0, &stop_early))) return rc;
+        rc = end_of_epoch(t, 0, NAN, 0, &stop_early);
+        if (rc == EOE_PREEMPTED) return preempt(t);
+        if (rc) return rc;
         if (g_stop_sig) return preempt(t);
     }
     double* lr_row = xcalloc(t->n_groups, sizeof(double));
@@ -1219,7 +1226,9 @@ static int run_epochs(Trainer* t) {
         double tt = now_s() - te0;
         double sps = tt > 0 ? (t->p.ep_samples - samples0) / tt : 0;
         double tl = t->p.ep_loss_n ? t->p.ep_loss_sum / t->p.ep_loss_n : NAN;
-        if ((rc = end_of_epoch(t, e, tl, sps, &stop_early))) { free(lr_row); return rc; }
+        rc = end_of_epoch(t, e, tl, sps, &stop_early);
+        if (rc == EOE_PREEMPTED) { free(lr_row); return preempt(t); }
+        if (rc) { free(lr_row); return rc; }
         int ck_every = cfg->checkpoint_every;
         if ((ck_every > 0 && e % ck_every == 0) || e == cfg->epochs || stop_early) {
             if ((rc = save_checkpoint(t))) { free(lr_row); return rc; }

@@ -142,7 +142,7 @@ int train_state_unpack(const CkptState* cs, TrainState* s, long n_enc, long n_he
     s->n_head = n_head;
     void* v;
     size_t nc = (size_t)(s->p.epochs_done + 1 > 0 ? s->p.epochs_done + 1 : 0);
-    if (take(cs, "val_curve", &v, sizeof(double) * nc, 1, err, errlen)) goto fail;
+    if (take(cs, "val_curve", &v, sizeof(double) * nc, nc > 0, err, errlen)) goto fail;
     s->curve = v;
     if (s->p.n_est * s->p.n_layers > 0) {
         if (take(cs, "align_last", &v, sizeof(double) * (size_t)(s->p.n_est * s->p.n_layers), 0, err, errlen)) goto fail;

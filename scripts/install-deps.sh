@@ -3,8 +3,10 @@
 # ones (idempotent), and says what it installed. Not root or not Debian: prints what to
 # install by hand and exits 0 if everything is already there, 1 otherwise.
 #   build:  gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libyaml-dev
-#   tests:  python3 python3-numpy python3-torch (the numeric oracle, Debian's CPU build)
-PKGS="gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libyaml-dev python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage python3-h5py"
+#   tests:  python3 python3-numpy python3-torch (the numeric oracle, Debian's CPU build),
+#           python3-sklearn python3-scipy python3-skimage (metric oracles), python3-h5py
+#           (reading logs and datasets as users do), python3-yaml (emitted configs)
+PKGS="gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libyaml-dev python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage python3-h5py python3-yaml"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: not a Debian system; install by hand: a C11 compiler with OpenMP, OpenBLAS, HDF5 (>= 1.10), cJSON, libyaml, Python 3 with numpy and torch (CPU). Point the Makefile at them with OPENBLAS_DIR= HDF5_DIR=."

@@ -367,6 +367,12 @@ static void test_errors(void) {
                "freeze_first_k", "run.yaml:2", NULL);
     expect_err("min_lr above lr", "train:\n  lr: 1.0e-05\n  min_lr: 1.0e-04\n", 0, NULL,
                "train.min_lr", "above train.lr", "run.yaml:3", NULL);
+    const char* s_ep[] = {"train.epochs=3"};
+    expect_err("default warmup vs set epochs", NULL, 1, s_ep, "train.warmup_epochs = 5 exceeds "
+               "train.epochs = 3", "(train.epochs set in --set train.epochs=3)", NULL);
+    const char* s_fk[] = {"train.mode=freeze_first_k"};
+    expect_err("freeze mode without freeze_k", NULL, 1, s_fk, "train.freeze_k = 0",
+               "train.mode set in --set train.mode=freeze_first_k", NULL);
     expect_err("bad preset", "model:\n  preset: vit-huge\n", 0, NULL, "model.preset = vit-huge",
                "run.yaml:2", "vit-tiny-3d, profound-vit-b", NULL);
 }
