@@ -12,7 +12,7 @@ BENCH=${BENCH:-all}
 OUT="$BUILD/bench-results"; mkdir -p "$OUT"
 if [ "$BENCH" = all ] || [ "$BENCH" = encoder ]; then
 run_pair() { # preset batch steps
-  "$BUILD/bench/encoder" --preset "$1" --batch "$2" --steps "$3" --warmup 1 --threads "$THREADS" --json \
+  OMP_WAIT_POLICY=PASSIVE "$BUILD/bench/encoder" --preset "$1" --batch "$2" --steps "$3" --warmup 1 --threads "$THREADS" --json \
     | tail -n 1 > "$OUT/vita-$1.json" || exit 1
   OMP_NUM_THREADS=$THREADS "$PY" bench/encoder_peer.py --preset "$1" --batch "$2" --steps "$3" --warmup 1 \
     --threads "$THREADS" --json | tail -n 1 > "$OUT/torch-$1.json" || exit 1
@@ -57,7 +57,7 @@ for n in $MMD_SIZES; do
   data="$OUT/mmd-data-$n.f32"
   # 3 N² float32 matrices, N = 2n: skip writing data the peer will not read
   if [ $((48 * n * n)) -le $((MMD_MAX_GB * 1000000000)) ]; then wr="--write $data"; else wr=""; fi
-  "$BUILD/bench/mmd" --n "$n" --d 768 --threads "$THREADS" --repeats "$reps" $wr --json \
+  OMP_WAIT_POLICY=PASSIVE "$BUILD/bench/mmd" --n "$n" --d 768 --threads "$THREADS" --repeats "$reps" $wr --json \
     | tail -n 1 > "$OUT/mmd-vita-$n.json" || exit 1
   sig=$("$PY" -c 'import json,sys; print(",".join(repr(s) for s in json.load(open(sys.argv[1]))["sigmas"]))' \
         "$OUT/mmd-vita-$n.json") || exit 1

@@ -1364,7 +1364,17 @@ static int train_run_inner(Trainer* t) {
     if (cfg->model_weights[0]) {
         if (sha256_file(cfg->model_weights, t->weights_sha, err, sizeof err)) return terr("%s", err);
     }
-    if ((rc = init_weights(t))) return rc;
+    if (resume && access(t->init_path, R_OK) != 0) {
+        fprintf(stderr, "vita: %s missing: starting %s from the beginning\n", t->init_path, t->run_dir);
+        resume = 0;
+    }
+    if (resume) {
+        /* the checkpoint (or init.safetensors) replaces every weight below */
+        vit_init_weights(&t->m, cfg->seed);
+        head_init_weights(&t->h, cfg->seed);
+    } else if ((rc = init_weights(t))) {
+        return rc;
+    }
     build_optim(t);
     alloc_buffers(t);
     t->curve = xmalloc(sizeof(double) * (cfg->epochs + 1));
@@ -1382,10 +1392,6 @@ static int train_run_inner(Trainer* t) {
     t->p.best_metric = NAN;
     t->p.n_est = t->al_on ? cfg->n_estimators : 0;
     t->p.n_layers = t->al_on ? cfg->n_align_layers : 0;
-    if (resume && access(t->init_path, R_OK) != 0) {
-        fprintf(stderr, "vita: %s missing: starting %s from the beginning\n", t->init_path, t->run_dir);
-        resume = 0;
-    }
     if (resume) {
         rc = load_checkpoint(t);
         if (rc > 0) return rc;

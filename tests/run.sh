@@ -10,6 +10,8 @@ case $TIER in
   *) echo "usage: tests/run.sh BUILD fast|slow"; exit 2 ;;
 esac
 export VITA_ORACLE_DIR="$BUILD/oracle"
+# as the vita binary does for itself (engine/main.c): no spinning OpenMP threads
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export VITA_BUILD="$BUILD"
 passed=0; failed=0
 LOGDIR="$BUILD/test-logs"; mkdir -p "$LOGDIR"
