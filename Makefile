@@ -116,8 +116,8 @@ bench: deps
 	@sh bench/run.sh $(BUILD)
 
 demo: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/tests/slow_learning $(BUILD)/tests/test_vit_model
-	@sh scripts/demo.sh $(BUILD)
+	@$(MAKE) --no-print-directory all
+	@PYTHON=$(PYTHON) sh scripts/demo.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

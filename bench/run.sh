@@ -4,7 +4,8 @@
 # table for the README:
 #   encoder  one training step (same config, batch, loss, optimizer)
 #   mmd      two-sample MMD² with 5 bandwidths, d = 768, n = m = 1024 ... 65536
-# BENCH=encoder or BENCH=mmd runs one of them (default: both).
+# BENCH=encoder or BENCH=mmd runs one of them (default: both). vita runs with
+# OMP_WAIT_POLICY=PASSIVE, as the vita binary sets for itself (engine/main.c).
 BUILD=${1:-build}
 PY=${PYTHON:-/usr/bin/python3}
 THREADS=${THREADS:-2}

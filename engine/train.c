@@ -10,6 +10,7 @@
  * the log is flushed first, then the checkpoint written, so its row counts never exceed what
  * log.h5 holds. */
 #include "train.h"
+#include "safetensors.h"
 #include "align.h"
 #include "check.h"
 #include "checkpoint.h"
@@ -486,7 +487,20 @@ static int init_weights(Trainer* t) {
     if (rep.loaded == 0)
         return terr("%s: no encoder tensor matches the model (0 loaded, %d missing): check "
                     "model.preset against the checkpoint", cfg->model_weights, rep.missing);
-    if (train_file_has_head(cfg->model_weights)) {
+    /* a head trained for another task does not fit this one: transfer the encoder only */
+    char ck_task[32] = "";
+    StFile sf;
+    if (!st_open(&sf, cfg->model_weights, err, sizeof err)) {
+        const char* tk = st_meta(&sf, "task");
+        if (tk) snprintf(ck_task, sizeof ck_task, "%s", tk);
+        st_close(&sf);
+    }
+    if (train_file_has_head(cfg->model_weights) && ck_task[0] &&
+        strcmp(ck_task, head_task_name(t->task))) {
+        if (!t->opt.quiet)
+            printf("head: re-initialised (%s holds a %s head; this run is %s)\n",
+                   cfg->model_weights, ck_task, head_task_name(t->task));
+    } else if (train_file_has_head(cfg->model_weights)) {
         if (head_load_weights(&t->h, cfg->model_weights, err, sizeof err))
             return terr("%s (or remove the head.* tensors to re-initialise the head)", err);
         if (!t->opt.quiet) printf("head: loaded from %s\n", cfg->model_weights);

@@ -10,7 +10,8 @@ val split (whole volumes: on default phantoms the volume is the model's input, o
 SPEC.json (written by the harness from the same numbers as the vita config):
   data, task (classify|segment|superres|undistort|synthesize), model {vit_oracle keys},
   head {kind, num_classes, feature_size, hidden, pool, batchnorm, output, input_channel,
-  pe_axis}, loss (ce|dice_ce|l1|mse), w_ce, w_dice, epochs, batch, lr, min_lr,
+  pe_axis}, identity_channel (the input channel scored as the identity prediction),
+  loss (ce|dice_ce|l1|mse), w_ce, w_dice, epochs, batch, lr, min_lr,
   warmup_epochs, weight_decay, layer_decay, clip_grad, threads,
   init   (optional) safetensors with the initial weights (timm + head.* names; the harness
          writes vita's own seeded init there, so both start from the same numbers);
@@ -23,7 +24,7 @@ Image tasks read the stored images as inputs and /targets/<task> as targets (the
 writes explicit datasets, so no degradation is drawn here).
 
 Prints one line "PEER_JSON {...}" with val_metric per epoch (epoch 0 = before training),
-final, best, train_loss per epoch, the trivial predictor's metric on the same val cases
+final, best, train_loss per epoch, step_loss (every step, before its update), the trivial predictor's metric on the same val cases
 (classify: a constant score, AUROC 0.5; segment: all background, Dice 0; image tasks: the
 mean training target everywhere) and, for superres/undistort, the identity (input channel as
 the prediction), steps and wall time.
