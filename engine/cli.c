@@ -8,6 +8,7 @@
 #include "phantom.h"
 #include "train.h"
 #include "features.h"
+#include "info.h"
 #include "../models/vit.h"
 #include "../models/vit_weights.h"
 
@@ -35,16 +36,38 @@ static const char* USAGE =
     "exit codes: 0 ok, 1 user error, 2 internal error, 75 preempted (checkpointed, requeue)\n";
 
 static int cmd_info(int argc, char** argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: vita info FILE\n"
-               "  FILE.safetensors: tensors (name, dtype, shape), metadata, the model config\n"
-               "  FILE.h5 (vita dataset): schema, cases per split and fold, labels, classes\n");
-        return argc < 2 ? VITA_EXIT_USER : 0;
+    const char* path = NULL;
+    int show_config = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: vita info FILE [--config]\n"
+                   "  FILE.safetensors: tensors (name, dtype, shape), metadata, the model config\n"
+                   "  FILE.h5 by its format attribute:\n"
+                   "    vita-dataset:  schema, validation, cases per split and fold, labels, classes\n"
+                   "    vita-log:      run identity, row counts, val metric per epoch, the last\n"
+                   "                   alignment row per estimator, /summary and /test (also while\n"
+                   "                   the run writes it: SWMR read); --config prints the config\n"
+                   "    vita-features: layers, shapes, cases, the weights' sha256\n"
+                   "    other HDF5:    attributes and datasets\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--config")) {
+            show_config = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "vita: info: unknown option '%s'; see vita info --help\n", argv[i]);
+            return VITA_EXIT_USER;
+        } else if (path) {
+            fprintf(stderr, "vita: info: one FILE expected, got '%s' and '%s'\n", path, argv[i]);
+            return VITA_EXIT_USER;
+        } else {
+            path = argv[i];
+        }
     }
-    const char* path = argv[1];
+    if (!path) {
+        fprintf(stderr, "vita: info: FILE expected (vita info FILE.h5|FILE.safetensors)\n");
+        return VITA_EXIT_USER;
+    }
     size_t n = strlen(path);
-    if (n < 12 || strcmp(path + n - 12, ".safetensors"))
-        return dataset_print_info(path) ? VITA_EXIT_USER : 0;
+    if (n < 12 || strcmp(path + n - 12, ".safetensors")) return info_print_h5(path, show_config);
     StFile f;
     char err[512];
     if (st_open(&f, path, err, sizeof err)) {
