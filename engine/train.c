@@ -1052,9 +1052,13 @@ static void progress_epoch(Trainer* t, long epoch, double train_loss, double val
     double per = t->steps_this_proc ? t->train_time_this_proc / t->steps_this_proc : 0;
     char eta[32];
     fmt_hms(eta, sizeof eta, per * left);
-    fprintf(stderr, "%sepoch %ld/%d  step %ld  train_loss %.4f  val_loss %.4f  val_%s %.4f  "
+    char tl[32];   /* epoch 0 has no training loss yet (NaN in the log): print "-" */
+    if (train_loss == train_loss) snprintf(tl, sizeof tl, "%.4f", train_loss);
+    else snprintf(tl, sizeof tl, "-");
+    if (epoch == 0) snprintf(eta, sizeof eta, "-");
+    fprintf(stderr, "%sepoch %ld/%d  step %ld  train_loss %s  val_loss %.4f  val_%s %.4f  "
             "%.1f samples/s  ETA %s\n", t->tty ? "\r" : "", epoch, t->cfg->epochs, (long)t->p.step,
-            train_loss, val_loss, t->metric_names[t->main_idx], metric, sps, eta);
+            tl, val_loss, t->metric_names[t->main_idx], metric, sps, eta);
     fflush(stderr);
 }
 
