@@ -138,6 +138,20 @@ static void blend_window(double* acc, double* wsum, const float* pred, const flo
 
 typedef struct { int z; int s[3]; } Win;   /* slice (slice mode) and padded start */
 
+void slide_extra_slots(const VitConfig* vc, int* idx_out, int* cnt_out) {
+    int E = vc->num_extra, idx_slot = -1, cnt_slot = -1;
+    for (int e = 0; e < E; e++) {
+        if (!strcmp(vc->extra_tokens[e], "slice_count")) cnt_slot = e;
+        else if (!strcmp(vc->extra_tokens[e], "slice_index")) idx_slot = e;
+    }
+    if (E == 2 && cnt_slot < 0 && idx_slot < 0) { idx_slot = 0; cnt_slot = 1; }
+    else if (E == 2 && cnt_slot < 0) cnt_slot = 1 - idx_slot;
+    else if (E == 2 && idx_slot < 0) idx_slot = 1 - cnt_slot;
+    else if (E == 1 && cnt_slot < 0) idx_slot = 0;
+    *idx_out = idx_slot;
+    *cnt_out = cnt_slot;
+}
+
 int slide_case(Vit* m, Head* h, Loader* L, int case_idx, const SlideConfig* sc, float* out,
                int32_t* seg, int32_t* cls, float* target, char* err, size_t errlen) {
     Dataset* ds = L->ds;
@@ -211,15 +225,8 @@ int slide_case(Vit* m, Head* h, Loader* L, int case_idx, const SlideConfig* sc, 
     double* wsum = task == HEAD_CLASSIFY ? NULL : xcalloc(vol, sizeof(double));
     float* stack = slice ? xmalloc(sizeof(float) * Cm * plane) : NULL;
     int stack_z = -1;
-    int idx_slot = -1, cnt_slot = -1;
-    for (int e = 0; e < E; e++) {
-        if (!strcmp(vc->extra_tokens[e], "slice_count")) cnt_slot = e;
-        else if (!strcmp(vc->extra_tokens[e], "slice_index")) idx_slot = e;
-    }
-    if (E == 2 && cnt_slot < 0 && idx_slot < 0) { idx_slot = 0; cnt_slot = 1; }
-    else if (E == 2 && cnt_slot < 0) cnt_slot = 1 - idx_slot;
-    else if (E == 2 && idx_slot < 0) idx_slot = 1 - cnt_slot;
-    else if (E == 1 && cnt_slot < 0) idx_slot = 0;
+    int idx_slot, cnt_slot;
+    slide_extra_slots(vc, &idx_slot, &cnt_slot);
     int off0 = ds->g_crop_offset ? ds->g_crop_offset[(long)case_idx * 3] : 0;
     int cnt0 = ds->g_shape_original ? ds->g_shape_original[(long)case_idx * 3] : cd[0];
 

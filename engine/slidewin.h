@@ -16,6 +16,10 @@ typedef struct {
     int batch;                 /* windows per forward */
 } SlideConfig;
 
+/* which extra token carries the slice index and which the slice count (-1: none): named
+ * tokens "slice_index"/"slice_count" win; unnamed, E = 2 means (index, count), E = 1 index. */
+void slide_extra_slots(const VitConfig* vc, int* idx_slot, int* cnt_slot);
+
 /* Runs encoder + head over case i of the loader's dataset (whole volume, degraded like the
  * loader's validation inputs) and returns the blended output on the case grid: dense tasks
  * out [K, D, H, W] (segment: softmax probabilities; image tasks: the predicted image, 1 channel);

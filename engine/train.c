@@ -435,15 +435,8 @@ static void loader_cfg(const Trainer* t, LoaderConfig* lc, int split, int augmen
 static void batch_extra(const Trainer* t, const Batch* b, float* out) {
     const VitConfig* vc = &t->vc;
     int E = vc->num_extra, B = b->B;
-    int idx_slot = -1, cnt_slot = -1;
-    for (int e = 0; e < E; e++) {
-        if (!strcmp(vc->extra_tokens[e], "slice_count")) cnt_slot = e;
-        else if (!strcmp(vc->extra_tokens[e], "slice_index")) idx_slot = e;
-    }
-    if (E == 2 && cnt_slot < 0 && idx_slot < 0) { idx_slot = 0; cnt_slot = 1; }
-    else if (E == 2 && cnt_slot < 0) cnt_slot = 1 - idx_slot;
-    else if (E == 2 && idx_slot < 0) idx_slot = 1 - cnt_slot;
-    else if (E == 1 && cnt_slot < 0) idx_slot = 0;
+    int idx_slot, cnt_slot;
+    slide_extra_slots(vc, &idx_slot, &cnt_slot);
     memset(out, 0, sizeof(float) * E * B);
     for (int i = 0; i < B; i++) {
         if (idx_slot >= 0 && b->slice_idx) out[idx_slot * B + i] = (float)b->slice_idx[i];

@@ -291,10 +291,12 @@ const float* vit_block_output(const Vit* m, int l) {
     return m->blk[l - 1].x_out;
 }
 
+static int dp_active(const Vit* m) { return m->training && m->cfg.drop_path > 0; }
+
 /* timm: drop-path rate of block l grows linearly from 0 to drop_path over depth */
 static void draw_drop_path(Vit* m, int B) {
     const VitConfig* c = &m->cfg;
-    if (!m->training || c->drop_path <= 0) return;
+    if (!dp_active(m)) return;
     float* h = xmalloc(sizeof(float) * c->depth * 2 * B);
     Rng r = rng_stream(m->dp_seed, 0xD209 + m->dp_counter++);
     for (int l = 0; l < c->depth; l++) {
@@ -306,8 +308,6 @@ static void draw_drop_path(Vit* m, int B) {
     copy_h2d(m->ctx, m->dp_scale, h, sizeof(float) * c->depth * 2 * B);
     free(h);
 }
-
-static int dp_active(const Vit* m) { return m->training && m->cfg.drop_path > 0; }
 
 void vit_forward(Vit* m, const float* img, const float* extra_vals, int B) {
     const VitConfig* c = &m->cfg;

@@ -2,6 +2,7 @@
  * header only). Both ops cut each image [C, D, H, W] into blocks of rb (z, y) rows, give the
  * blocks to OpenMP threads (one workspace slot per thread), and reduce the per-block dW
  * partials in block order in double, a wave of partials at a time. See conv3d.c for why.
+ * mmd.c uses only the thread helpers and ALIGN64.
  */
 #ifndef VITA_CPU_BLOCKS_H
 #define VITA_CPU_BLOCKS_H

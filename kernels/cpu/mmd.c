@@ -29,6 +29,7 @@
  * branches), so the loops vectorise at the project's -O2; it changes no result. */
 #pragma GCC optimize("O3", "no-trapping-math")
 #include "cpu.h"
+#include "blocks.h"
 #include "fastexp.h"
 #include "../../engine/check.h"
 
@@ -36,9 +37,6 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -390,7 +388,7 @@ static void reduce_row(const Par* P, int p, int half, int lr, int ntask, const T
 
 /* carves aligned pieces out of the workspace; with base NULL it only measures */
 static void* carve(char* base, size_t* off, size_t bytes) {
-    size_t o = (*off + 63) & ~(size_t)63;
+    size_t o = ALIGN64(*off);
     *off = o + bytes;
     return base ? base + o : NULL;
 }
@@ -432,11 +430,7 @@ void cpu_mmd_stats(Ctx* c, const MmdOut* out, const float* X, const float* Y, co
     const int nsteps = paired ? nbx : nb;
     const int maxtask = paired ? 2 * nbx : nb;
     const int SR = paired ? 2 * MT : MT, SRH = MT, NF = 2 * S + 1;
-#ifdef _OPENMP
-    const int nth = omp_get_max_threads();
-#else
-    const int nth = 1;
-#endif
+    const int nth = max_threads();
 
     /* workspace layout (measured first with base NULL, then carved) */
     char* base = NULL;
@@ -503,11 +497,7 @@ void cpu_mmd_stats(Ctx* c, const MmdOut* out, const float* X, const float* Y, co
             for (int k = 0; k < d; k++) s += (double)z[k] * z[k];
             nrm[p] = (float)s;
         }
-#ifdef _OPENMP
-        Scr* w = &scr[omp_get_thread_num()];
-#else
-        Scr* w = &scr[0];
-#endif
+        Scr* w = &scr[thread_id()];
         for (int a = 0; a < nsteps; a++) {
             const int t0 = step0[a], nt = step0[a + 1] - t0;
 #pragma omp for schedule(dynamic, 1)
