@@ -9,6 +9,7 @@
 #include "train.h"
 #include "features.h"
 #include "info.h"
+#include "commands.h"
 #include "../models/vit.h"
 #include "../models/vit_weights.h"
 
@@ -23,14 +24,15 @@ static const char* USAGE =
     "commands:\n"
     "  info FILE          what a dataset (.h5) or weights file (.safetensors) holds\n"
     "  phantom --out D.h5 synthetic prostate mpMRI dataset (vita phantom --help)\n"
-    "  import             real data from NIfTI / MHA         (not built yet)\n"
-    "  pretrain           MAE / contrastive pretraining      (not built yet)\n"
+    "  import --layout L SRC --out D.h5  real data from NIfTI / MHA (vita import --help)\n"
+    "  pretrain CONFIG.yaml  MAE / contrastive pretraining      (vita pretrain --help)\n"
     "  train CONFIG.yaml  fine-tune on one task, log alignment (vita train --help)\n"
     "  eval RUN_DIR|CKPT  per-case metrics CSV + overall       (vita eval --help)\n"
     "  features           per-layer features to HDF5           (vita features --help)\n"
-    "  predict            predictions in native geometry       (not built yet)\n"
+    "  predict RUN_DIR|CKPT  NIfTI predictions in native geometry (vita predict --help)\n"
     "  mmd A.h5 [B.h5]    MMD / CKA between feature sets (vita mmd --help)\n"
-    "  sweep, report      job-array sweeps and the paper's table (not built yet)\n"
+    "  sweep SWEEP.yaml --out DIR  numbered run configs for a job array (vita sweep --help)\n"
+    "  report DIR...      the paper's table + correlations      (vita report --help)\n"
     "\n"
     "global options: --help  --version  --device cpu|cuda|auto  --threads N  --quiet\n"
     "exit codes: 0 ok, 1 user error, 2 internal error, 75 preempted (checkpointed, requeue)\n";
@@ -125,13 +127,11 @@ int vita_main(int argc, char** argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "features")) return cmd_features(argc - 1, argv + 1);
-    static const char* later[] = {"import", "pretrain", "predict", "sweep", "report"};
-    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
-        if (!strcmp(cmd, later[i])) {
-            fprintf(stderr, "vita: '%s' is not built in this version yet (vita %s has the encoder, "
-                    "kernels and weights I/O); see README.md for what is available\n", cmd, VITA_VERSION);
-            return VITA_EXIT_USER;
-        }
+    if (!strcmp(cmd, "pretrain")) return cmd_pretrain(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sweep")) return cmd_sweep(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import")) return cmd_import(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     fprintf(stderr, "vita: unknown command '%s'; run 'vita --help' for the list\n", cmd);
     return VITA_EXIT_USER;
 }

@@ -14,7 +14,7 @@
 
 enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2, SPLIT_PROBE = 3 };
 
-typedef struct {
+typedef struct Dataset {
     char path[1024];
     long long hid_file;        /* hid_t of the open file (HDF5 types kept out of the header) */
     int n;                     /* cases */
@@ -33,6 +33,7 @@ typedef struct {
     char (*case_id)[64];       /* [n] */
     double *g_spacing, *g_origin, *g_direction;   /* [n,3], [n,3], [n,9] */
     int32_t *g_shape_original, *g_crop_offset;    /* [n,3], [n,3] */
+    double* g_grid_spacing;    /* [n,3] /geometry/grid_spacing (engine/volume.h), NULL = g_spacing */
     int n_targets;             /* /targets/<k> names */
     char targets[4][DS_NAME];
     int serialize;             /* HDF5 not thread-safe: callers must hold the lock */

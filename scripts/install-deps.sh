@@ -6,7 +6,7 @@
 #   tests:  python3 python3-numpy python3-torch (the numeric oracle, Debian's CPU build),
 #           python3-sklearn python3-scipy python3-skimage (metric oracles), python3-h5py
 #           (reading logs and datasets as users do), python3-yaml (emitted configs)
-PKGS="gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libyaml-dev python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage python3-h5py python3-yaml"
+PKGS="gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libyaml-dev python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage python3-h5py python3-yaml libnifti2-dev libnifti-dev zlib1g-dev python3-matplotlib python3-nibabel python3-venv python3-pip"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: not a Debian system; install by hand: a C11 compiler with OpenMP, OpenBLAS, HDF5 (>= 1.10), cJSON, libyaml, Python 3 with numpy and torch (CPU). Point the Makefile at them with OPENBLAS_DIR= HDF5_DIR=."
