@@ -1,5 +1,6 @@
 #!/bin/sh
-# tests/run.sh BUILD fast|slow — runs every test program of the tier, each with a time limit,
+# tests/run.sh BUILD fast|slow — runs every test program of the tier (C programs in
+# $BUILD/tests, tests/test_*.py with $PYTHON, tests/test_*.sh with sh; slow_* likewise), each with a time limit,
 # sums their "N passed, N failed" last lines, prints the total as the last line and exits
 # non-zero if any test failed, crashed, timed out or printed no summary.
 BUILD=${1:-build}
@@ -15,12 +16,19 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export VITA_BUILD="$BUILD"
 passed=0; failed=0
 LOGDIR="$BUILD/test-logs"; mkdir -p "$LOGDIR"
-for t in "$BUILD"/tests/$PATTERN; do
-  [ -x "$t" ] || continue
+PYTHON=${PYTHON:-/usr/bin/python3}
+export PYTHON
+# C test programs (built into $BUILD/tests), then Python and shell tests run from the source tree
+for t in "$BUILD"/tests/$PATTERN tests/$PATTERN.py tests/$PATTERN.sh; do
+  case "$t" in
+    *.py) [ -f "$t" ] || continue; runner="$PYTHON" ;;
+    *.sh) [ -f "$t" ] || continue; runner="sh" ;;
+    *) [ -x "$t" ] || continue; runner="" ;;
+  esac
   name=$(basename "$t")
   start=$(date +%s)
   echo "=== $name"
-  timeout "$LIMIT" "$t" > "$LOGDIR/$name.log" 2>&1
+  timeout "$LIMIT" $runner "$t" > "$LOGDIR/$name.log" 2>&1
   rc=$?
   cat "$LOGDIR/$name.log"
   last=$(tail -n 1 "$LOGDIR/$name.log")
