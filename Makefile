@@ -50,6 +50,19 @@ else
 endif
 HAVE_HDF5 := $(if $(HDF5_LIBS),yes,no)
 
+# ---- NIfTI (nifticlib, NIfTI-1 and -2 via libnifti2) + zlib (MetaImage): engine/volume*.c ----
+# Debian: libnifti2-dev (headers in /usr/include/nifti), zlib1g-dev. NIFTI_DIR for other prefixes.
+NIFTI_DIR ?=
+, := ,
+NIFTI_CFLAGS := $(if $(NIFTI_DIR),-I$(NIFTI_DIR)/include/nifti -I$(NIFTI_DIR)/include,-I/usr/include/nifti)
+NIFTI_LIBS := $(if $(NIFTI_DIR),-L$(NIFTI_DIR)/lib -Wl$(,)-rpath$(,)$(NIFTI_DIR)/lib) -lnifti2 -lznz -lz
+HAVE_NIFTI := $(shell printf '\043include <nifti2_io.h>\nint main(void){return nifti_compiled_with_zlib();}\n' | $(CC) $(NIFTI_CFLAGS) -x c - $(NIFTI_LIBS) -lm -o /dev/null 2>/dev/null && echo yes || echo no)
+ifeq ($(HAVE_NIFTI),no)
+  $(warning nifticlib not found (apt install libnifti2-dev zlib1g-dev, or set NIFTI_DIR): vita import/predict will not link)
+endif
+CFLAGS += $(NIFTI_CFLAGS)
+LDLIBS += $(NIFTI_LIBS)
+
 # ---- cJSON (safetensors headers) ----------------------------------------------------------
 LDLIBS += -lcjson
 LDLIBS += -lyaml
@@ -68,7 +81,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 all: info $(BUILD)/vita
 
 info:
-	@echo "vita build: cc=$(CC)  openmp=$(HAVE_OPENMP)  blas=$(BLAS_KIND)  hdf5=$(HAVE_HDF5)  nvcc=$(if $(NVCC),$(NVCC),no$(if $(NO_CUDA), (NO_CUDA=1)))  mpi=$(if $(MPICC),$(MPICC),no$(if $(NO_MPI), (NO_MPI=1)))"
+	@echo "vita build: cc=$(CC)  openmp=$(HAVE_OPENMP)  blas=$(BLAS_KIND)  hdf5=$(HAVE_HDF5)  nifti=$(HAVE_NIFTI)  nvcc=$(if $(NVCC),$(NVCC),no$(if $(NO_CUDA), (NO_CUDA=1)))  mpi=$(if $(MPICC),$(MPICC),no$(if $(NO_MPI), (NO_MPI=1)))"
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -6,9 +6,12 @@
  * /images float32 [N,C,D,H,W] one chunk per case (gzip + shuffle optional), /seg uint8
  * [N,D,H,W] one chunk per case, /cls int32 [N], /case_id vlen UTF-8 [N], /split uint8 [N],
  * /fold int8 [N], /channel_present uint8 [N,C], /geometry/{spacing,origin} float64 [N,3],
- * /geometry/direction float64 [N,9], /geometry/{shape_original,crop_offset} int32 [N,3].
- * Geometry is in (z,y,x) order throughout: origin = world position (mm) of native voxel
- * (0,0,0), direction = row-major 3x3 whose column j is the world direction of index axis j.
+ * /geometry/direction float64 [N,9], /geometry/{shape_original,crop_offset} int32 [N,3],
+ * optional /geometry/grid_spacing float64 [N,3]. Semantics: engine/volume.h ("Dataset
+ * geometry"): spacing, shape_original, crop_offset, grid_spacing are (z,y,x); origin is the
+ * LPS (x,y,z) position in mm of native voxel (0,0,0); direction is row-major 3x3 whose column
+ * j is the LPS direction of index axis j (0 = x). Importers may add root attributes
+ * (dataset_writer_attr_*) such as normalisation statistics and the import report.
  *
  * Required on read: the format/version/channels/spacing_zyx attrs, /images, /case_id, /split.
  * Optional (defaults when absent): /fold (-1), /channel_present (all 1), /geometry (identity
@@ -279,7 +282,8 @@ static int check_case_values(const Dataset* ds, int i, const float* img, const u
 static void free_arrays(Dataset* ds) {
     free(ds->cls); free(ds->split); free(ds->fold); free(ds->channel_present);
     free(ds->case_id); free(ds->g_spacing); free(ds->g_origin); free(ds->g_direction);
-    free(ds->g_shape_original); free(ds->g_crop_offset);
+    free(ds->g_shape_original); free(ds->g_crop_offset); free(ds->g_grid_spacing);
+    ds->g_grid_spacing = NULL;
     ds->cls = NULL; ds->split = NULL; ds->fold = NULL; ds->channel_present = NULL;
     ds->case_id = NULL; ds->g_spacing = ds->g_origin = ds->g_direction = NULL;
     ds->g_shape_original = ds->g_crop_offset = NULL;
@@ -538,6 +542,22 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
             if (read_all(f, names[k], k < 3 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32, dst[k]))
                 return fail(err, errlen, "%s: cannot read %s (numeric [N,%d] expected)", P,
                             names[k], (int)tail[0]);
+        }
+        /* optional: spacing of the resampled grid (absent = no resampling, grid = spacing) */
+        if (exists(f, "/geometry/grid_spacing")) {
+            const char* gname = "/geometry/grid_spacing";
+            if (ds_info(f, gname, &in)) return fail(err, errlen, "%s: cannot open %s", P, gname);
+            tail[0] = 3;
+            snprintf(want, sizeof want, "[%d,3]", N);
+            if (check_shape(ds, gname, &in, 2, tail, want, err, errlen)) return 1;
+            ds->g_grid_spacing = xcalloc((size_t)N * 3, sizeof(double));
+            if (read_all(f, gname, H5T_NATIVE_DOUBLE, ds->g_grid_spacing))
+                return fail(err, errlen, "%s: cannot read %s (numeric [N,3] expected)", P, gname);
+            for (int i = 0; i < N * 3; i++)
+                if (!(ds->g_grid_spacing[i] > 0) || !isfinite(ds->g_grid_spacing[i]))
+                    return fail(err, errlen, "%s: %s case %d (%s) holds %g; spacings must be "
+                                "positive mm (re-import the data)", P, gname, i / 3,
+                                ds->case_id[i / 3], ds->g_grid_spacing[i]);
         }
     } else {
         for (int i = 0; i < N; i++)
@@ -898,7 +918,7 @@ struct DatasetWriter {
     uint8_t *split, *cp, *written;
     int8_t* fold;
     char** case_id;
-    double *g_sp, *g_or, *g_dir;
+    double *g_sp, *g_or, *g_dir, *g_grid;   /* g_grid NULL until dataset_set_grid_spacing */
     int32_t *g_shape, *g_crop;
     int failed;
     char err[1024];
@@ -969,6 +989,7 @@ static void writer_free(DatasetWriter* w) {
         for (int i = 0; i < w->n; i++) free(w->case_id[i]);
     free(w->case_id); free(w->cls); free(w->split); free(w->cp); free(w->written); free(w->fold);
     free(w->g_sp); free(w->g_or); free(w->g_dir); free(w->g_shape); free(w->g_crop);
+    free(w->g_grid);
     free(w);
 }
 
@@ -1165,6 +1186,34 @@ int dataset_write_case(DatasetWriter* w, int i, const char* case_id, const float
     return 0;
 }
 
+int dataset_set_grid_spacing(DatasetWriter* w, int i, const double grid_spacing[3]) {
+    if (w->failed) return 1;
+    if (i < 0 || i >= w->n) return wfail(w, "%s: case index %d out of range 0..%d", w->path, i, w->n - 1);
+    for (int a = 0; a < 3; a++)
+        if (!(grid_spacing[a] > 0) || !isfinite(grid_spacing[a]))
+            return wfail(w, "%s: case %d: grid spacing %g is not a positive number of mm", w->path, i,
+                         grid_spacing[a]);
+    if (!w->g_grid) w->g_grid = xcalloc((size_t)w->n * 3, sizeof(double));
+    memcpy(w->g_grid + 3 * i, grid_spacing, 3 * sizeof(double));
+    return 0;
+}
+
+int dataset_writer_attr_str(DatasetWriter* w, const char* name, const char* value) {
+    if (w->failed) return 1;
+    dataset_h5_lock();
+    int e = put_attr_str(w->f, name, value);
+    dataset_h5_unlock();
+    return e ? wfail(w, "%s: cannot write root attribute %s (name already used?)", w->path, name) : 0;
+}
+
+int dataset_writer_attr_num(DatasetWriter* w, const char* name, int n, const double* values) {
+    if (w->failed) return 1;
+    dataset_h5_lock();
+    int e = put_attr_num(w->f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, values);
+    dataset_h5_unlock();
+    return e ? wfail(w, "%s: cannot write root attribute %s (name already used?)", w->path, name) : 0;
+}
+
 int dataset_finish(DatasetWriter* w, char* err, size_t errlen) {
     int N = w->n;
     if (!w->failed)
@@ -1198,6 +1247,12 @@ int dataset_finish(DatasetWriter* w, char* err, size_t errlen) {
                  put_ds(w->f, "/geometry/direction", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, g9, w->g_dir) == 0 &&
                  put_ds(w->f, "/geometry/shape_original", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, g3, w->g_shape) == 0 &&
                  put_ds(w->f, "/geometry/crop_offset", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, g3, w->g_crop) == 0;
+            if (ok && w->g_grid) {   /* rows never set: no resampling, grid = native spacing */
+                for (int i = 0; i < N * 3; i++)
+                    if (!(w->g_grid[i] > 0)) w->g_grid[i] = w->g_sp[i];
+                ok = put_ds(w->f, "/geometry/grid_spacing", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, g3,
+                            w->g_grid) == 0;
+            }
         }
         if (!ok) wfail(w, "cannot write the case metadata to %s (disk full?)", w->tmp);
     }

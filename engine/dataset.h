@@ -82,6 +82,13 @@ int dataset_write_case(DatasetWriter* w, int i, const char* case_id, const float
                        const uint8_t* channel_present, const double* spacing,
                        const double* origin, const double* direction,
                        const int32_t* shape_original, const int32_t* crop_offset);
+/* optional, after dataset_write_case(w, i, ...): the spacing (z,y,x) of the resampled grid of
+ * case i (/geometry/grid_spacing, engine/volume.h); cases never given one get their spacing */
+int dataset_set_grid_spacing(DatasetWriter* w, int i, const double grid_spacing[3]);
+/* extra root attributes (e.g. normalisation statistics, the import report); names must not
+ * clash with the SPEC.md §2 attributes. Errors are kept and returned by dataset_finish. */
+int dataset_writer_attr_str(DatasetWriter* w, const char* name, const char* value);
+int dataset_writer_attr_num(DatasetWriter* w, const char* name, int n, const double* values);
 int dataset_finish(DatasetWriter* w, char* err, size_t errlen);   /* closes + renames */
 
 #endif
