@@ -10,6 +10,7 @@
  * the log is flushed first, then the checkpoint written, so its row counts never exceed what
  * log.h5 holds. */
 #include "train.h"
+#include "rundir.h"
 #include "safetensors.h"
 #include "align.h"
 #include "check.h"
@@ -21,6 +22,7 @@
 #include "metrics.h"
 #include "rng.h"
 #include "runlog.h"
+#include "runutil.h"
 #include "sha256.h"
 #include "slidewin.h"
 #include "../models/vit_weights.h"
@@ -38,136 +40,6 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef VITA_GIT_DESCRIBE
-#define VITA_GIT_DESCRIBE "unknown"
-#endif
-
-extern char* openblas_get_config(void);
-
-/* ---- signals -------------------------------------------------------------------------------- */
-
-static volatile sig_atomic_t g_stop_sig = 0;   /* first SIGTERM / SIGUSR1 / SIGINT */
-static volatile sig_atomic_t g_sigints = 0;
-
-static void on_signal(int sig) {
-    if (sig == SIGINT) {
-        if (g_sigints++) {
-            static const char msg[] = "\nvita: second SIGINT: aborting without a checkpoint\n";
-            ssize_t r = write(2, msg, sizeof msg - 1);
-            (void)r;
-            _exit(130);
-        }
-    }
-    if (!g_stop_sig) g_stop_sig = sig;
-}
-
-typedef struct { struct sigaction term, usr1, intr; } SigSave;
-
-static void signals_install(SigSave* s) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    g_stop_sig = 0;
-    g_sigints = 0;
-    sigaction(SIGTERM, &sa, &s->term);
-    sigaction(SIGUSR1, &sa, &s->usr1);
-    sigaction(SIGINT, &sa, &s->intr);
-}
-
-static void signals_restore(const SigSave* s) {
-    sigaction(SIGTERM, &s->term, NULL);
-    sigaction(SIGUSR1, &s->usr1, NULL);
-    sigaction(SIGINT, &s->intr, NULL);
-}
-
-static const char* sig_name(int s) {
-    return s == SIGTERM ? "SIGTERM" : s == SIGUSR1 ? "SIGUSR1" : s == SIGINT ? "SIGINT" : "signal";
-}
-
-/* ---- small helpers ------------------------------------------------------------------------ */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static void fmt_hms(char* out, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) { snprintf(out, n, "--:--"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(out, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-    else snprintf(out, n, "%ld:%02ld", t / 60, t % 60);
-}
-
-static int is_dir(const char* p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int dir_nonempty(const char* p) {
-    DIR* d = opendir(p);
-    if (!d) return 0;
-    struct dirent* e;
-    int any = 0;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { any = 1; break; }
-    closedir(d);
-    return any;
-}
-
-static int mkdir_p(const char* path) {
-    char buf[1200];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char* p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return 1;
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) && errno != EEXIST) return 1;
-    return 0;
-}
-
-/* removes the regular files of dir (not recursive) and the dir */
-static void clear_dir(const char* dir) {
-    DIR* d = opendir(dir);
-    if (!d) return;
-    struct dirent* e;
-    char p[1400];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static char* read_text(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char* s = xmalloc((size_t)n + 1);
-    size_t r = fread(s, 1, (size_t)n, f);
-    s[r] = 0;
-    fclose(f);
-    return s;
-}
-
-/* SWMR "auto": on for local and parallel filesystems, off on network filesystems whose
- * locking / ordering SWMR cannot rely on (NFS, SMB/CIFS, FUSE mounts) */
-static int swmr_auto(const char* dir) {
-    struct statfs sf;
-    if (statfs(dir, &sf)) return 1;
-    unsigned long t = (unsigned long)sf.f_type;
-    if (t == 0x6969UL || t == 0x517BUL || t == 0xFF534D42UL || t == 0xFE534D42UL || t == 0x65735546UL)
-        return 0;
-    return 1;
-}
 
 /* ---- the trainer ---------------------------------------------------------------------------- */
 
@@ -208,8 +80,7 @@ typedef struct {
     RunLog lg;
     int lg_open;
     RunLogSpec spec;
-    char* attr_buf[48];
-    int n_attr_buf;
+    RunAttrs attrs;            /* the root attributes' storage */
     char* yaml;
     /* align */
     Align al;
@@ -236,18 +107,7 @@ typedef struct {
     char weights_sha[65];
 } Trainer;
 
-static int terr(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "vita: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    fflush(stderr);
-    return VITA_EXIT_USER;
-}
-
-static double wall_total(const Trainer* t) { return t->p.wall_s + (now_s() - t->t_proc0); }
+static double wall_total(const Trainer* t) { return t->p.wall_s + (run_now_s() - t->t_proc0); }
 
 /* ---- metrics of a task ---------------------------------------------------------------------- */
 
@@ -289,7 +149,7 @@ static int setup_metrics(Trainer* t) {
         list[0] = 0;
         for (int i = 0; i < t->n_metrics && k < sizeof list; i++)
             k += snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", t->metric_names[i]);
-        return terr("task.metric '%s' is not a metric of task %s; use one of: %s", want,
+        return run_err("task.metric '%s' is not a metric of task %s; use one of: %s", want,
                     head_task_name(t->task), list);
     }
     t->higher = train_metric_higher_is_better(t->metric_names[t->main_idx]);
@@ -323,7 +183,7 @@ static int evaluate(Trainer* t, Loader* L, double* loss_out, double* metrics, in
     t->m.training = 0;
     t->h.training = 0;
     for (int i = 0; i < n; i++) {
-        if (interruptible && g_stop_sig) { rc = 2; break; }   /* preempted: redo on resume */
+        if (interruptible && run_stop_signal()) { rc = 2; break; }   /* preempted: redo on resume */
         int ci = L->items[i];
         int32_t cls = -1;
         if (slide_case(&t->m, &t->h, L, ci, &sc, out, seg, &cls, tgt, err, errlen)) { rc = 1; break; }
@@ -449,10 +309,10 @@ static int build_model(Trainer* t) {
     char err[512];
     t->vc = cfg->vit;
     if (cfg->drop_path >= 0) t->vc.drop_path = (float)cfg->drop_path;
-    if (vit_config_check(&t->vc, err, sizeof err)) return terr("model: %s", err);
+    if (vit_config_check(&t->vc, err, sizeof err)) return run_err("model: %s", err);
     HeadConfig hc = cfg->head;
     hc.task = cfg->task;
-    if (head_config_check(&hc, &t->vc, err, sizeof err)) return terr("task.head: %s", err);
+    if (head_config_check(&hc, &t->vc, err, sizeof err)) return run_err("task.head: %s", err);
     vit_create(&t->m, &t->c, &t->vc);
     head_create(&t->h, &t->c, &hc, &t->m);
     t->model_built = 1;
@@ -478,7 +338,7 @@ static int init_weights(Trainer* t) {
     VitLoadReport rep;
     if (vit_load_weights(&t->m, cfg->model_weights, !t->opt.quiet, &rep)) return VITA_EXIT_USER;
     if (rep.loaded == 0)
-        return terr("%s: no encoder tensor matches the model (0 loaded, %d missing): check "
+        return run_err("%s: no encoder tensor matches the model (0 loaded, %d missing): check "
                     "model.preset against the checkpoint", cfg->model_weights, rep.missing);
     /* a head trained for another task does not fit this one: transfer the encoder only */
     char ck_task[32] = "";
@@ -495,7 +355,7 @@ static int init_weights(Trainer* t) {
                    cfg->model_weights, ck_task, head_task_name(t->task));
     } else if (train_file_has_head(cfg->model_weights)) {
         if (head_load_weights(&t->h, cfg->model_weights, err, sizeof err))
-            return terr("%s (or remove the head.* tensors to re-initialise the head)", err);
+            return run_err("%s (or remove the head.* tensors to re-initialise the head)", err);
         if (!t->opt.quiet) printf("head: loaded from %s\n", cfg->model_weights);
     } else if (!t->opt.quiet) {
         printf("head: re-initialised (no head.* tensors in %s)\n", cfg->model_weights);
@@ -556,50 +416,23 @@ static void alloc_buffers(Trainer* t) {
 
 /* ---- weights metadata ------------------------------------------------------------------------ */
 
-typedef struct { char* vals[12]; const char* kv[24]; int n; } Meta;
-
-static void meta_add(Meta* md, const char* k, char* v_owned) {
-    md->vals[md->n] = v_owned;
-    md->kv[2 * md->n] = k;
-    md->kv[2 * md->n + 1] = v_owned;
-    md->n++;
-}
-static char* sdup(const char* s) {
-    size_t n = strlen(s) + 1;
-    char* d = xmalloc(n);
-    memcpy(d, s, n);
-    return d;
-}
-static char* sfmt(const char* fmt, ...) {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return sdup(buf);
-}
-
-static void meta_build(const Trainer* t, Meta* md, long step, long epoch, double metric) {
+static void meta_build(const Trainer* t, RunMeta* md, long step, long epoch, double metric) {
     memset(md, 0, sizeof *md);
     const Config* cfg = t->cfg;
-    meta_add(md, "vita_version", sdup(VITA_VERSION));
-    meta_add(md, "model", vit_config_to_json(&t->vc));
-    meta_add(md, "head", head_config_to_json(&t->h.cfg));
-    meta_add(md, "task", sdup(head_task_name(t->task)));
+    run_meta_add(md, "vita_version", run_sdup(VITA_VERSION));
+    run_meta_add(md, "model", vit_config_to_json(&t->vc));
+    run_meta_add(md, "head", head_config_to_json(&t->h.cfg));
+    run_meta_add(md, "task", run_sdup(head_task_name(t->task)));
     char ch[128];
     if (cfg->channels[0]) snprintf(ch, sizeof ch, "%s", cfg->channels);
     else ch[0] = 0;
-    meta_add(md, "input", input_meta_to_json(ch, cfg->input_mode, cfg->input_context > 0 ? cfg->input_context : 1));
-    if (step >= 0) meta_add(md, "step", sfmt("%ld", step));
-    if (epoch >= 0) meta_add(md, "epoch", sfmt("%ld", epoch));
+    run_meta_add(md, "input", input_meta_to_json(ch, cfg->input_mode, cfg->input_context > 0 ? cfg->input_context : 1));
+    if (step >= 0) run_meta_add(md, "step", run_sfmt("%ld", step));
+    if (epoch >= 0) run_meta_add(md, "epoch", run_sfmt("%ld", epoch));
     if (metric == metric && epoch >= 0) {
-        meta_add(md, "metric", sdup(t->metric_names[t->main_idx]));
-        meta_add(md, "val_metric", sfmt("%.17g", metric));
+        run_meta_add(md, "metric", run_sdup(t->metric_names[t->main_idx]));
+        run_meta_add(md, "val_metric", run_sfmt("%.17g", metric));
     }
-}
-
-static void meta_free(Meta* md) {
-    for (int i = 0; i < md->n; i++) free(md->vals[i]);
 }
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
@@ -610,7 +443,7 @@ static int save_checkpoint(Trainer* t) {
         dataset_h5_lock();
         int r = runlog_flush(&t->lg);
         dataset_h5_unlock();
-        if (r) return terr("%s: cannot write the log", t->log_path);
+        if (r) return run_err("%s: cannot write the log", t->log_path);
     }
     LoaderState ls = loader_state(&t->Ltr);
     t->p.loader_epoch = ls.epoch;
@@ -638,13 +471,13 @@ static int save_checkpoint(Trainer* t) {
         copy_d2h(&t->c, s.head_m, t->oh.m, sizeof(float) * s.n_head);
         copy_d2h(&t->c, s.head_v, t->oh.v, sizeof(float) * s.n_head);
     }
-    Meta md;
+    RunMeta md;
     meta_build(t, &md, (long)t->p.step, -1, NAN);
     int keep = t->cfg->keep_checkpoints > 0 ? t->cfg->keep_checkpoints : 1;
     int rc = train_state_save(t->run_dir, &s, &t->m, &t->h, md.kv, md.n, keep, err, sizeof err);
-    meta_free(&md);
+    run_meta_free(&md);
     free(s.enc_m); free(s.enc_v); free(s.head_m); free(s.head_v);
-    if (rc) return terr("checkpoint: %s", err);
+    if (rc) return run_err("checkpoint: %s", err);
     return 0;
 }
 
@@ -660,16 +493,16 @@ static int load_checkpoint(Trainer* t) {
     TrainState s;
     int rc = train_state_unpack(&cs, &s, t->m.n_floats, t->h.n_floats, err, sizeof err);
     ckpt_state_free(&cs);
-    if (rc) return terr("%s: %s", wpath, err);
+    if (rc) return run_err("%s: %s", wpath, err);
     if (train_load_weights(wpath, &t->m, &t->h, err, sizeof err)) {
         train_state_free(&s);
-        return terr("%s", err);
+        return run_err("%s", err);
     }
     t->p = s.p;
     long nc = s.p.epochs_done + 1;
     if (nc > t->cfg->epochs + 1) {
         train_state_free(&s);
-        return terr("%s: the checkpoint has %ld epochs, more than train.epochs = %d; raise train.epochs",
+        return run_err("%s: the checkpoint has %ld epochs, more than train.epochs = %d; raise train.epochs",
                     wpath, nc - 1, t->cfg->epochs);
     }
     if (nc > 0) memcpy(t->curve, s.curve, sizeof(double) * nc);
@@ -694,21 +527,13 @@ static int load_checkpoint(Trainer* t) {
 
 /* ---- log ------------------------------------------------------------------------------------ */
 
-static void attr(Trainer* t, const char* k, const char* v) {
-    RunLogSpec* s = &t->spec;
-    CHECK(s->n_attrs < 48, "too many root attributes");
-    char* d = sdup(v ? v : "");
-    t->attr_buf[t->n_attr_buf++] = d;
-    s->attr_key[s->n_attrs] = k;
-    s->attr_val[s->n_attrs] = d;
-    s->n_attrs++;
-}
+static void attr(Trainer* t, const char* k, const char* v) { run_attr(&t->attrs, k, v); }
 
 static int build_log_spec(Trainer* t, int resumed) {
     const Config* cfg = t->cfg;
     RunLogSpec* s = &t->spec;
     memset(s, 0, sizeof *s);
-    char buf[512], err[512];
+    t->attrs.spec = s;
     attr(t, "config", t->yaml);
     attr(t, "task", head_task_name(t->task));
     attr(t, "model", cfg->model_preset[0] ? cfg->model_preset : t->vc.preset);
@@ -721,65 +546,7 @@ static int build_log_spec(Trainer* t, int resumed) {
     attr(t, "init", t->init_kind);
     attr(t, "weights", cfg->model_weights);
     attr(t, "weights_sha256", t->weights_sha);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)cfg->seed);
-    attr(t, "seed", buf);
-    attr(t, "world_size", "1");
-    attr(t, "data_path", cfg->data_path);
-    char hex[65] = "";
-    if (sha256_file(cfg->data_path, hex, err, sizeof err)) return terr("%s", err);
-    attr(t, "data_sha256", hex);
-    {
-        Sha256 h;
-        unsigned char dg[32];
-        sha256_init(&h);
-        sha256_update(&h, t->ds.split, (size_t)t->ds.n);
-        sha256_update(&h, t->ds.fold, (size_t)t->ds.n);
-        sha256_final(&h, dg);
-        sha256_hex(dg, hex);
-        attr(t, "split_sha256", hex);
-    }
-    attr(t, "vita_version", VITA_VERSION);
-    attr(t, "git_describe", VITA_GIT_DESCRIBE);
-#ifdef __VERSION__
-    snprintf(buf, sizeof buf, "%s %s",
-#if defined(__clang__)
-             "clang",
-#else
-             "gcc",
-#endif
-             __VERSION__);
-#else
-    snprintf(buf, sizeof buf, "unknown");
-#endif
-    attr(t, "compiler", buf);
-    const char* blas = openblas_get_config();
-    attr(t, "blas", blas ? blas : "unknown");
-    snprintf(buf, sizeof buf, "%d", t->c.threads);
-    attr(t, "threads", buf);
-    attr(t, "precision", "fp32");   /* the only precision built; bf16 / auto run in fp32 */
-    attr(t, "precision_requested", cfg->precision);
-    attr(t, "device", ctx_device_name(&t->c));
-    int gpu = strcmp(ctx_device_name(&t->c), "cpu") != 0;
-    const char* na = gpu ? "unknown" : "none";
-    attr(t, "gpu_name", na);
-    attr(t, "driver", na);
-    attr(t, "cuda", na);
-    attr(t, "cublas", na);
-    attr(t, "cudnn", na);
-    attr(t, "nccl", na);
-    const char* e;
-    attr(t, "slurm_job_id", (e = getenv("SLURM_JOB_ID")) ? e : "");
-    attr(t, "slurm_array_job_id", (e = getenv("SLURM_ARRAY_JOB_ID")) ? e : "");
-    attr(t, "slurm_array_task_id", (e = getenv("SLURM_ARRAY_TASK_ID")) ? e : "");
-    char host[256] = "";
-    gethostname(host, sizeof host - 1);
-    attr(t, "host", host);
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    /* a resumed log keeps its start_time (attributes the new spec does not set are copied) */
-    attr(t, resumed ? "resume_time" : "start_time", buf);
+    if (run_env_attrs(&t->attrs, cfg, &t->ds, &t->c, resumed)) return VITA_EXIT_USER;
     attr(t, "metric", t->metric_names[t->main_idx]);
     attr(t, "metric_direction", t->higher ? "higher_is_better" : "lower_is_better");
     attr(t, "train_mode", cfg->mode == TRAIN_FULL ? "full" : cfg->mode == TRAIN_LINEAR_PROBE ? "linear_probe" : "freeze_first_k");
@@ -802,9 +569,7 @@ static int build_log_spec(Trainer* t, int resumed) {
         s->n_est = cfg->n_estimators;
         for (int k = 0; k < cfg->n_estimators; k++) s->est_names[k] = mmd_estimator_name(cfg->estimators[k]);
     }
-    if (!strcmp(cfg->log_swmr, "on")) s->swmr = 1;
-    else if (!strcmp(cfg->log_swmr, "off")) s->swmr = 0;
-    else s->swmr = swmr_auto(t->run_dir);
+    s->swmr = run_swmr_setting(cfg, t->run_dir);
     return 0;
 }
 
@@ -818,7 +583,7 @@ static int probe_cases(Trainer* t, int** cases, int* n) {
     loader_cfg(t, &lc, cfg->probe_split, 0, 1);
     lc.queue = 1;
     if (loader_open(&L, &t->ds, &lc, err, sizeof err))
-        return terr("align.probe.split: %s", err);
+        return run_err("align.probe.split: %s", err);
     int k = L.n_items;
     if (cfg->probe_n_images > 0 && k > cfg->probe_n_images) k = cfg->probe_n_images;
     *cases = xmalloc(sizeof(int) * (k ? k : 1));
@@ -839,14 +604,14 @@ static int align_setup(Trainer* t, int resumed) {
     FeatChannels ch;
     if (features_channels(&t->ds, &t->vc, cfg->channels[0] ? cfg->channels : NULL, &ch, err, sizeof err)) {
         free(cases);
-        return terr("align probe: %s", err);
+        return run_err("align probe: %s", err);
     }
     long per = (long)t->vc.in_chans * t->S_img;
     float* img = xmalloc(sizeof(float) * per * (n ? n : 1));
     float* extra = t->vc.num_extra ? xcalloc((size_t)t->vc.num_extra * (n ? n : 1), sizeof(float)) : NULL;
     if (features_read_inputs(&t->ds, cases, n, &t->vc, &ch, img, extra, err, sizeof err)) {
         free(cases); free(img); free(extra);
-        return terr("align probe: %s", err);
+        return run_err("align probe: %s", err);
     }
     float* saved = NULL;
     if (resumed) {
@@ -854,7 +619,7 @@ static int align_setup(Trainer* t, int resumed) {
         copy_d2h(&t->c, saved, t->m.w, sizeof(float) * t->m.n_floats);
         if (train_load_weights(t->init_path, &t->m, NULL, err, sizeof err)) {
             free(cases); free(img); free(extra); free(saved);
-            return terr("%s (the initial weights the alignment reference needs)", err);
+            return run_err("%s (the initial weights the alignment reference needs)", err);
         }
     }
     int m_tr = t->m.training;
@@ -866,7 +631,7 @@ static int align_setup(Trainer* t, int resumed) {
         free(saved);
     }
     free(cases); free(img); free(extra);
-    if (rc) return terr("%s", err);
+    if (rc) return run_err("%s", err);
     t->al_ready = 1;
     return 0;
 }
@@ -974,7 +739,7 @@ static int train_step(Trainer* t, long epoch, double* loss_out, double* gn_out, 
     for (int k = 0; k < accum; k++) {
         int rc;
         double l = micro_step(t, 1.0f / accum, samples, err, sizeof err, &rc);
-        if (rc) return terr("%s", err);
+        if (rc) return run_err("%s", err);
         loss += l / accum;
     }
     /* frozen encoder parameters take no part in the norm (torch: requires_grad False) */
@@ -1031,11 +796,7 @@ static void progress_step(Trainer* t, long epoch, long k, double loss, double sp
     if (t->opt.quiet || !t->tty) return;
     long left = (long)(t->cfg->epochs - epoch) * t->S + (t->S - k);
     double per = t->steps_this_proc ? t->train_time_this_proc / t->steps_this_proc : 0;
-    char eta[32];
-    fmt_hms(eta, sizeof eta, per * left);
-    fprintf(stderr, "\repoch %ld/%d  step %ld/%ld  loss %.4f  %.1f samples/s  ETA %s   ", epoch,
-            t->cfg->epochs, k, t->S, loss, sps, eta);
-    fflush(stderr);
+    run_progress_step(epoch, t->cfg->epochs, k, t->S, loss, sps, per * left);
 }
 
 static void progress_epoch(Trainer* t, long epoch, double train_loss, double val_loss,
@@ -1043,16 +804,8 @@ static void progress_epoch(Trainer* t, long epoch, double train_loss, double val
     if (t->opt.quiet) return;
     long left = (long)(t->cfg->epochs - epoch) * t->S;
     double per = t->steps_this_proc ? t->train_time_this_proc / t->steps_this_proc : 0;
-    char eta[32];
-    fmt_hms(eta, sizeof eta, per * left);
-    char tl[32];   /* epoch 0 has no training loss yet (NaN in the log): print "-" */
-    if (train_loss == train_loss) snprintf(tl, sizeof tl, "%.4f", train_loss);
-    else snprintf(tl, sizeof tl, "-");
-    if (epoch == 0) snprintf(eta, sizeof eta, "-");
-    fprintf(stderr, "%sepoch %ld/%d  step %ld  train_loss %s  val_loss %.4f  val_%s %.4f  "
-            "%.1f samples/s  ETA %s\n", t->tty ? "\r" : "", epoch, t->cfg->epochs, (long)t->p.step,
-            tl, val_loss, t->metric_names[t->main_idx], metric, sps, eta);
-    fflush(stderr);
+    run_progress_epoch(t->tty, epoch, t->cfg->epochs, (long)t->p.step, train_loss, val_loss,
+                       t->metric_names[t->main_idx], metric, sps, per * left);
 }
 
 /* validation (+ alignment, best, early stopping bookkeeping) of epoch e; 0 ok, EOE_PREEMPTED
@@ -1067,7 +820,7 @@ static int end_of_epoch(Trainer* t, long e, double train_loss, double sps, int* 
     for (int i = 0; i < MAX_METRICS; i++) vm[i] = NAN;
     int er = evaluate(t, &t->Lval, &vloss, vm, &nc, 1, err, sizeof err);
     if (er == 2) return EOE_PREEMPTED;
-    if (er) return terr("validation: %s", err);
+    if (er) return run_err("validation: %s", err);
     double metric = vm[t->main_idx];
     t->curve[e] = metric;
     LogEpoch le = {e, train_loss, vloss, metric, vm, wall_total(t), sps};
@@ -1084,11 +837,11 @@ static int end_of_epoch(Trainer* t, long e, double train_loss, double sps, int* 
         t->p.best_metric = metric;
         t->p.best_epoch = e;
         t->p.since_best = 0;
-        Meta md;
+        RunMeta md;
         meta_build(t, &md, (long)t->p.step, e, metric);
         int rc = train_save_weights(t->best_path, &t->m, &t->h, md.kv, md.n, err, sizeof err);
-        meta_free(&md);
-        if (rc) return terr("best checkpoint: %s", err);
+        run_meta_free(&md);
+        if (rc) return run_err("best checkpoint: %s", err);
     } else if (e > 0) {
         t->p.since_best++;
     }
@@ -1100,7 +853,7 @@ static int end_of_epoch(Trainer* t, long e, double train_loss, double sps, int* 
     dataset_h5_lock();
     int fr = runlog_flush(&t->lg);
     dataset_h5_unlock();
-    if (fr) return terr("%s: cannot write the log", t->log_path);
+    if (fr) return run_err("%s: cannot write the log", t->log_path);
     progress_epoch(t, e, train_loss, vloss, metric, sps);
     if (cfg->early_stop_patience > 0 && t->p.since_best >= cfg->early_stop_patience) *stop_early = 1;
     return 0;
@@ -1131,7 +884,7 @@ static int finish(Trainer* t) {
     dataset_h5_lock();
     int rc = runlog_write_attrs(&t->lg, "summary", nk, keys, vals, lens, err, sizeof err);
     dataset_h5_unlock();
-    if (rc) return terr("%s", err);
+    if (rc) return run_err("%s", err);
 
     /* the best checkpoint on the test split */
     Loader Lt;
@@ -1144,14 +897,14 @@ static int finish(Trainer* t) {
     }
     if (access(t->best_path, R_OK) == 0 && train_load_weights(t->best_path, &t->m, &t->h, err, sizeof err)) {
         loader_close(&Lt);
-        return terr("%s", err);
+        return run_err("%s", err);
     }
     double tl = NAN, tm[MAX_METRICS];
     int nc = 0;
     for (int i = 0; i < MAX_METRICS; i++) tm[i] = NAN;
     rc = evaluate(t, &Lt, &tl, tm, &nc, 0, err, sizeof err);
     loader_close(&Lt);
-    if (rc) return terr("test: %s", err);
+    if (rc) return run_err("test: %s", err);
     const char* tk[MAX_METRICS + 4];
     const double* tv[MAX_METRICS + 4];
     int tlen[MAX_METRICS + 4];
@@ -1164,7 +917,7 @@ static int finish(Trainer* t) {
     dataset_h5_lock();
     rc = runlog_write_attrs(&t->lg, "test", q, tk, tv, tlen, err, sizeof err);
     dataset_h5_unlock();
-    if (rc) return terr("%s", err);
+    if (rc) return run_err("%s", err);
     if (!t->opt.quiet)
         printf("test (best epoch %ld, %d cases): %s %.4f  loss %.4f\n", (long)b, nc,
                t->metric_names[t->main_idx], tm[t->main_idx], tl);
@@ -1172,12 +925,8 @@ static int finish(Trainer* t) {
 }
 
 static int preempt(Trainer* t) {
-    int s = g_stop_sig;
     int rc = save_checkpoint(t);
-    if (rc) return rc;
-    fprintf(stderr, "%svita: %s: checkpoint at step %ld written to %s; exiting %d (resume with --resume)\n",
-                t->tty ? "\n" : "", sig_name(s), (long)t->p.step, t->ck_dir, VITA_EXIT_PREEMPTED);
-    return VITA_EXIT_PREEMPTED;
+    return rc ? rc : run_preempted(t->tty, (long)t->p.step, t->ck_dir);
 }
 
 static int run_epochs(Trainer* t) {
@@ -1189,7 +938,7 @@ static int run_epochs(Trainer* t) {
         rc = end_of_epoch(t, 0, NAN, 0, &stop_early);
         if (rc == EOE_PREEMPTED) return preempt(t);
         if (rc) return rc;
-        if (g_stop_sig) return preempt(t);
+        if (run_stop_signal()) return preempt(t);
     }
     double* lr_row = xcalloc(t->n_groups, sizeof(double));
     int announced = 0;
@@ -1204,10 +953,10 @@ static int run_epochs(Trainer* t) {
             fflush(stdout);
             announced = 1;
         }
-        double te0 = now_s();
+        double te0 = run_now_s();
         long samples0 = t->p.ep_samples;
         for (long k = t->p.step_in_epoch; k < t->S; k++) {
-            double ts = now_s(), loss = NAN, gn = NAN;
+            double ts = run_now_s(), loss = NAN, gn = NAN;
             int samples = 0;
             if (train_step(t, e, &loss, &gn, lr_row, &samples)) {
                 /* log the failing step so the log shows it */
@@ -1228,13 +977,13 @@ static int run_epochs(Trainer* t) {
             t->p.step_in_epoch = k + 1;
             if (isfinite(loss)) { t->p.ep_loss_sum += loss; t->p.ep_loss_n++; }
             t->p.ep_samples += samples;
-            double dt = now_s() - ts;
+            double dt = run_now_s() - ts;
             t->train_time_this_proc += dt;
             t->steps_this_proc++;
             progress_step(t, e, k + 1, loss, samples / (dt > 0 ? dt : 1e-9));
-            if (g_stop_sig) { free(lr_row); return preempt(t); }
+            if (run_stop_signal()) { free(lr_row); return preempt(t); }
         }
-        double tt = now_s() - te0;
+        double tt = run_now_s() - te0;
         double sps = tt > 0 ? (t->p.ep_samples - samples0) / tt : 0;
         double tl = t->p.ep_loss_n ? t->p.ep_loss_sum / t->p.ep_loss_n : NAN;
         rc = end_of_epoch(t, e, tl, sps, &stop_early);
@@ -1243,13 +992,13 @@ static int run_epochs(Trainer* t) {
         int ck_every = cfg->checkpoint_every;
         if ((ck_every > 0 && e % ck_every == 0) || e == cfg->epochs || stop_early) {
             if ((rc = save_checkpoint(t))) { free(lr_row); return rc; }
-            if (g_stop_sig) {
+            if (run_stop_signal()) {
                 fprintf(stderr, "vita: %s: checkpoint at step %ld written; exiting %d (resume with --resume)\n",
-                        sig_name(g_stop_sig), (long)t->p.step, VITA_EXIT_PREEMPTED);
+                        run_sig_name(run_stop_signal()), (long)t->p.step, VITA_EXIT_PREEMPTED);
                 free(lr_row);
                 return VITA_EXIT_PREEMPTED;
             }
-        } else if (g_stop_sig) {
+        } else if (run_stop_signal()) {
             free(lr_row);
             return preempt(t);
         }
@@ -1264,20 +1013,10 @@ static int run_epochs(Trainer* t) {
 /* ---- the run -------------------------------------------------------------------------------- */
 
 static int check_config(const Config* cfg) {
-    if (cfg->epochs < 0) return terr("train.epochs = %d: use 0 or more", cfg->epochs);
-    if (cfg->batch < 1) return terr("data.batch = %d: use 1 or more", cfg->batch);
-    if (cfg->accum_steps < 1) return terr("train.accum_steps = %d: use 1 or more", cfg->accum_steps);
-    if (strcmp(cfg->dist_backend, "none") && cfg->dist_backend[0])
-        return terr("dist.backend '%s' is not built yet; use none", cfg->dist_backend);
-    if (!cfg->data_path[0]) return terr("data.path is empty: give the dataset file (vita phantom makes one)");
+    int rc = run_check_common(cfg);
+    if (rc) return rc;
     if (cfg->mode == TRAIN_FREEZE_FIRST_K && (cfg->freeze_k < 0 || cfg->freeze_k > cfg->vit.depth))
-        return terr("train.freeze_k = %d: use 0..%d (model.depth)", cfg->freeze_k, cfg->vit.depth);
-    for (int a = 0; a < 3; a++)
-        if (cfg->crop[a] > 0 && cfg->crop[a] != cfg->vit.img[a] &&
-            !(cfg->input_mode == LOADER_SLICE && a == 0))
-            return terr("data.crop [%d, %d, %d] differs from model.img_size [%d, %d, %d]: the model "
-                        "input is the crop; set them equal", cfg->crop[0], cfg->crop[1], cfg->crop[2],
-                        cfg->vit.img[0], cfg->vit.img[1], cfg->vit.img[2]);
+        return run_err("train.freeze_k = %d: use 0..%d (model.depth)", cfg->freeze_k, cfg->vit.depth);
     return 0;
 }
 
@@ -1299,7 +1038,7 @@ static void trainer_free(Trainer* t) {
     if (t->ds_open) dataset_close(&t->ds);
     free(t->re); free(t->rh); free(t->extra_h); free(t->lab_h);
     free(t->curve); free(t->align_last); free(t->yaml);
-    for (int i = 0; i < t->n_attr_buf; i++) free(t->attr_buf[i]);
+    run_attrs_free(&t->attrs);
 }
 
 static int train_run_inner(Trainer* t) {
@@ -1309,20 +1048,27 @@ static int train_run_inner(Trainer* t) {
     if ((rc = check_config(cfg))) return rc;
 
     /* run directory */
-    if (!cfg->run_name[0]) return terr("run.name is empty: name the run (the directory under run.out)");
+    if (!cfg->run_name[0]) return run_err("run.name is empty: name the run (the directory under run.out)");
     snprintf(t->run_dir, sizeof t->run_dir, "%s%s%s", cfg->run_out,
              cfg->run_out[0] && cfg->run_out[strlen(cfg->run_out) - 1] != '/' ? "/" : "", cfg->run_name);
     snprintf(t->ck_dir, sizeof t->ck_dir, "%s/checkpoints", t->run_dir);
     snprintf(t->log_path, sizeof t->log_path, "%s/log.h5", t->run_dir);
     snprintf(t->init_path, sizeof t->init_path, "%s/init.safetensors", t->ck_dir);
     snprintf(t->best_path, sizeof t->best_path, "%s/best.safetensors", t->ck_dir);
-    int exists = is_dir(t->run_dir) && dir_nonempty(t->run_dir);
+    /* a directory holding only config.yaml (written by vita sweep) has not started (rundir.h) */
+    int exists = rundir_started(t->run_dir);
     int resume = t->opt.resume && exists;
+    if (resume && rundir_done(t->run_dir)) {
+        if (!t->opt.quiet) printf("run %s: already finished (%s/%s exists); nothing to do\n", t->run_dir,
+                                  t->run_dir, RUNDIR_DONE);
+        return 0;
+    }
     if (exists && !t->opt.resume) {
         if (!cfg->overwrite)
-            return terr("%s exists: continue it with --resume, choose another run.name, or set "
+            return run_err("%s exists: continue it with --resume, choose another run.name, or set "
                         "run.overwrite: true to replace it", t->run_dir);
-        clear_dir(t->ck_dir);
+        if (rundir_clear_done(t->run_dir, err, sizeof err)) return run_err("%s", err);
+        run_clear_dir(t->ck_dir);
         char p[1200];
         snprintf(p, sizeof p, "%s/config.yaml", t->run_dir);
         unlink(p);
@@ -1330,50 +1076,39 @@ static int train_run_inner(Trainer* t) {
     }
     if (t->opt.resume && !exists && !t->opt.quiet)
         fprintf(stderr, "vita: --resume: %s does not exist yet; starting the run\n", t->run_dir);
-    if (mkdir_p(t->ck_dir)) return terr("%s: cannot create the run directory: %s", t->ck_dir, strerror(errno));
+    if (run_mkdir_p(t->ck_dir)) return run_err("%s: cannot create the run directory: %s", t->ck_dir, strerror(errno));
 
     /* config.yaml */
     t->yaml = config_to_yaml(cfg);
-    {
-        char p[1200];
-        snprintf(p, sizeof p, "%s/config.yaml", t->run_dir);
-        if (resume) {
-            char* old = read_text(p);
-            if (old && strcmp(old, t->yaml))
-                fprintf(stderr, "vita: warning: the config differs from %s; the resumed run uses "
-                        "the new one (the file is rewritten)\n", p);
-            free(old);
-        }
-        if (write_file_atomic(p, t->yaml, strlen(t->yaml), err, sizeof err)) return terr("%s", err);
-    }
+    if ((rc = run_write_config(t->run_dir, t->yaml, resume))) return rc;
 
     /* device, data */
     const char* dev = t->opt.device ? t->opt.device : (cfg->device[0] ? cfg->device : "auto");
     if (ctx_open(&t->c, dev, t->opt.threads, cfg->deterministic)) return VITA_EXIT_USER;
     t->c_open = 1;
-    if (dataset_open(&t->ds, cfg->data_path, err, sizeof err)) return terr("%s", err);
+    if (dataset_open(&t->ds, cfg->data_path, err, sizeof err)) return run_err("%s", err);
     t->ds_open = 1;
     if ((rc = build_model(t))) return rc;
     if ((rc = setup_metrics(t))) return rc;
     LoaderConfig lc;
     loader_cfg(t, &lc, SPLIT_TRAIN, cfg->augment, cfg->workers);
-    if (loader_open(&t->Ltr, &t->ds, &lc, err, sizeof err)) return terr("data (train split): %s", err);
+    if (loader_open(&t->Ltr, &t->ds, &lc, err, sizeof err)) return run_err("data (train split): %s", err);
     t->ltr_open = 1;
     loader_cfg(t, &lc, SPLIT_VAL, 0, 1);
     lc.queue = 1;
-    if (loader_open(&t->Lval, &t->ds, &lc, err, sizeof err)) return terr("data (val split): %s", err);
+    if (loader_open(&t->Lval, &t->ds, &lc, err, sizeof err)) return run_err("data (val split): %s", err);
     t->lval_open = 1;
     int accum = cfg->accum_steps;
     t->S = cfg->steps_per_epoch > 0 ? cfg->steps_per_epoch : t->Ltr.n_batches / accum;
     if (t->S < 1)
-        return terr("train.accum_steps = %d exceeds the %d batches of an epoch (data.batch %d, %d "
+        return run_err("train.accum_steps = %d exceeds the %d batches of an epoch (data.batch %d, %d "
                     "train cases): lower it or set train.steps_per_epoch", accum, t->Ltr.n_batches,
                     cfg->batch, t->Ltr.n_items);
 
     /* weights */
     snprintf(t->init_kind, sizeof t->init_kind, "%s", cfg->model_weights[0] ? "pretrained" : "scratch");
     if (cfg->model_weights[0]) {
-        if (sha256_file(cfg->model_weights, t->weights_sha, err, sizeof err)) return terr("%s", err);
+        if (sha256_file(cfg->model_weights, t->weights_sha, err, sizeof err)) return run_err("%s", err);
     }
     if (resume && access(t->init_path, R_OK) != 0) {
         fprintf(stderr, "vita: %s missing: starting %s from the beginning\n", t->init_path, t->run_dir);
@@ -1409,15 +1144,15 @@ static int train_run_inner(Trainer* t) {
         if (rc < 0) {
             resume = 0;
             /* the initial weights (the run never checkpointed) */
-            if (train_load_weights(t->init_path, &t->m, &t->h, err, sizeof err)) return terr("%s", err);
+            if (train_load_weights(t->init_path, &t->m, &t->h, err, sizeof err)) return run_err("%s", err);
         }
     }
     if (!resume) {
-        Meta md;
+        RunMeta md;
         meta_build(t, &md, -1, -1, NAN);
         rc = train_save_weights(t->init_path, &t->m, &t->h, md.kv, md.n, err, sizeof err);
-        meta_free(&md);
-        if (rc) return terr("%s", err);
+        run_meta_free(&md);
+        if (rc) return run_err("%s", err);
     }
 
     /* log */
@@ -1429,7 +1164,7 @@ static int train_run_inner(Trainer* t) {
     else
         rc = runlog_create(&t->lg, t->log_path, &t->spec, err, sizeof err);
     dataset_h5_unlock();
-    if (rc) return terr("%s", err);
+    if (rc) return run_err("%s", err);
     t->lg_open = 1;
 
     /* alignment reference (epoch 0 weights) */
@@ -1446,7 +1181,7 @@ static int train_run_inner(Trainer* t) {
             rc = runlog_align_attrs(&t->lg, bw, S, rule, cfg->align_feature, t->al.n_images, ntok,
                                     t->al.noise_floor);
             dataset_h5_unlock();
-            if (rc) return terr("%s: cannot write the /align attributes", t->log_path);
+            if (rc) return run_err("%s: cannot write the /align attributes", t->log_path);
         }
     }
 
@@ -1458,19 +1193,22 @@ static int train_run_inner(Trainer* t) {
         fflush(stdout);
     }
     if ((rc = run_epochs(t))) return rc;
-    return finish(t);
+    if ((rc = finish(t))) return rc;
+    /* the completion marker, last: a runner that sees it never starts the run again */
+    if (rundir_mark_done(t->run_dir, (long)t->p.step, err, sizeof err)) return run_err("%s", err);
+    return 0;
 }
 
 int train_run(const Config* cfg, const TrainOptions* opt) {
     Trainer* t = xcalloc(1, sizeof *t);
     t->cfg = cfg;
     if (opt) t->opt = *opt;
-    t->t_proc0 = now_s();
-    SigSave ss;
-    signals_install(&ss);
+    t->t_proc0 = run_now_s();
+    RunSigSave ss;
+    run_signals_install(&ss);
     int rc = train_run_inner(t);
     trainer_free(t);
-    signals_restore(&ss);
+    run_signals_restore(&ss);
     free(t);
     return rc;
 }

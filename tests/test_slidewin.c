@@ -594,8 +594,8 @@ static void test_cmd_eval(void) {
     static char lines[16][512];
     int nl = read_lines(csv, lines, 16);
     t_true("(6) CSV: header + one row per test case (3)", nl == 4);
-    t_true("(6) CSV header: case_id,dice_tz,dice_pz,dice_mean,hd95",
-           nl > 0 && !strcmp(lines[0], "case_id,dice_tz,dice_pz,dice_mean,hd95"));
+    t_true("(6) CSV header: case_id,split,dice_tz,dice_pz,dice_mean,hd95",
+           nl > 0 && !strcmp(lines[0], "case_id,split,dice_tz,dice_pz,dice_mean,hd95"));
     /* row 1 (case03) against slide_case + slide_case_metrics in-process */
     Dataset ds; Loader L;
     open_loader(&L, &ds, g_big, HEAD_SEGMENT, LOADER_VOLUME, 1, "t2w,adc");
@@ -612,6 +612,7 @@ static void test_cmd_eval(void) {
         char* p = strchr(lines[1], ',');
         if (p) {
             snprintf(id, sizeof id, "%.*s", (int)(p - lines[1]), lines[1]);
+            p = strchr(p + 1, ',');   /* past the split column */
             for (int k = 0; k < 4 && p; k++) {
                 c[k] = strtod(p + 1, NULL);
                 p = strchr(p + 1, ',');
@@ -683,9 +684,9 @@ static void test_cmd_eval(void) {
     char dcsv[256];
     snprintf(dcsv, sizeof dcsv, "%s/cls.eval_test.csv", g_dir);
     nl = read_lines(dcsv, lines, 16);
-    t_true("(6) classify CSV at the default path: header case_id,label,score,pred,correct + 3 rows",
-           nl == 4 && !strcmp(lines[0], "case_id,label,score,pred,correct") &&
-           !strncmp(lines[2], "case04,0,", 9));
+    t_true("(6) classify CSV at the default path: header case_id,split,label,score,pred,correct + 3 rows",
+           nl == 4 && !strcmp(lines[0], "case_id,split,label,score,pred,correct") &&
+           !strncmp(lines[2], "case04,test,0,", 14));
     unlink(csv); unlink(dcsv);
     model_free(&M);
 }
