@@ -22,6 +22,10 @@
  * train.precision bf16 is accepted on CPU and runs in fp32 there (auto = fp32 on CPU, bf16 on
  * GPU); the emitted YAML says so next to the key. dist.backend nccl | mpi are rejected: they
  * arrive with distributed training.
+ * Two commands read configs: config_load (`vita train`, `vita eval`) rejects the pretrain.*
+ * keys, config_load_pretrain (`vita pretrain`) rejects the fine-tuning-only keys (task, eval,
+ * align, layer decay, freeze modes, early stopping) and allows train.epochs = 0; each emits
+ * only its own sections, so an emitted config reads back with the same loader.
  *
  * Emission (config_to_yaml): every key in schema order, block mappings per section, lists in
  * flow style; integers plain, floats always with a '.' and, outside [1e-3, 1e6), a signed
@@ -95,6 +99,7 @@ typedef struct {
     int* seen_line;
     int nseen, seen_cap;
     char last_key[256];
+    int pretrain;                     /* config_load_pretrain */
     unsigned char set[MAX_KEYS];
     char where[MAX_KEYS][WHERE_LEN];
     int given[MAX_KEYS];              /* list length given (img_size, patch, crop) */
@@ -158,6 +163,9 @@ static const int V_BW[] = {MMD_BW_MEDIAN, MMD_BW_MEAN};
 static const char* const E_SWMR[] = {"auto", "on", "off", NULL};
 static const char* const E_DIST[] = {"none", NULL};
 static const char* const NB_DIST[] = {"nccl", "mpi", NULL};
+static const char* const E_OBJECTIVE[] = {"mae", "contrastive", NULL};
+static const int V_OBJECTIVE[] = {PRETEXT_MAE, PRETEXT_CONTRASTIVE};
+static const int V_POOL[] = {HEAD_POOL_CLS, HEAD_POOL_MEAN};
 static const char* const E_EXTRA[] = {"slice_index", "slice_count", NULL};
 
 static int set_dims(Config*, const Key*, const Val*, Ld*, int, char*, size_t);
@@ -247,7 +255,8 @@ static const Key KEYS[] = {
     NUM("data.batch", T_INT, batch, 1, 65536, 0),
     NUM("data.workers", T_INT, workers, 1, 256, 0),
 
-    NUM("train.epochs", T_INT, epochs, 1, 1000000, 0),
+    {.path = "train.epochs", .type = T_INT, .off = O(epochs), .lo = 0, .hi = 1000000,
+     .note = "vita pretrain: 0 = write the initial encoder only"},
     {.path = "train.steps_per_epoch", .type = T_INT, .off = O(steps_per_epoch), .lo = 0,
      .hi = 1e9, .note = "0 = one pass over the training split"},
     NUM("train.lr", T_F64, lr, 0, 10, LO_OPEN),
@@ -296,9 +305,37 @@ static const Key KEYS[] = {
      .names = E_DIST, .notbuilt = NB_DIST,
      .notbuilt_why = "arrives with distributed training",
      .note = "nccl | mpi arrive with distributed training"},
+
+    {.path = "pretrain.objective", .type = T_ENUM, .off = O(pt.objective), .names = E_OBJECTIVE,
+     .vals = V_OBJECTIVE},
+    {.path = "pretrain.mask_ratio", .type = T_F32, .off = O(pt.mask_ratio), .lo = 0, .hi = 1,
+     .open = LO_OPEN | HI_OPEN, .note = "mae: fraction of patch tokens dropped"},
+    BOOL("pretrain.norm_pix_loss", pt.norm_pix_loss),
+    NUM("pretrain.decoder.dim", T_INT, pt.dec_dim, 1, 65536, 0),
+    NUM("pretrain.decoder.depth", T_INT, pt.dec_depth, 1, VIT_MAX_DEPTH, 0),
+    NUM("pretrain.decoder.heads", T_INT, pt.dec_heads, 1, 1024, 0),
+    {.path = "pretrain.temperature", .type = T_F32, .off = O(pt.temperature), .lo = 0, .hi = 100,
+     .open = LO_OPEN, .note = "contrastive: InfoNCE tau"},
+    NUM("pretrain.proj.hidden", T_INT, pt.proj_hidden, 1, 65536, 0),
+    NUM("pretrain.proj.dim", T_INT, pt.proj_dim, 1, 65536, 0),
+    {.path = "pretrain.pool", .type = T_ENUM, .off = O(pt.pool), .names = E_POOL, .vals = V_POOL},
+    {.path = "pretrain.shuffle_pairs", .type = T_BOOL, .off = O(pt.shuffle_pairs),
+     .note = "negative control: positives from different images"},
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 _Static_assert(sizeof KEYS / sizeof KEYS[0] <= MAX_KEYS, "raise MAX_KEYS");
+
+/* keys only `vita pretrain` reads, and keys only `vita train` reads (config.h) */
+static int pretrain_only(const char* path) { return !strncmp(path, "pretrain.", 9); }
+static int finetune_only(const char* path) {
+    static const char* const only[] = {"train.layer_decay", "train.mode", "train.freeze_k",
+                                       "train.early_stop_patience", "train.skip_nonfinite", NULL};
+    if (!strncmp(path, "task.", 5) || !strncmp(path, "eval.", 5) || !strncmp(path, "align.", 6))
+        return 1;
+    for (int i = 0; only[i]; i++)
+        if (!strcmp(path, only[i])) return 1;
+    return 0;
+}
 
 static int key_index(const char* path) {
     for (int i = 0; i < NKEYS; i++)
@@ -1164,6 +1201,19 @@ void config_default(Config* c) {
     c->align_every = 1;
     snprintf(c->log_swmr, sizeof c->log_swmr, "auto");
     snprintf(c->dist_backend, sizeof c->dist_backend, "none");
+    /* MAE's and SimCLR's published defaults (models/pretext.h) */
+    c->pretrain = 0;
+    c->pt.objective = PRETEXT_MAE;
+    c->pt.mask_ratio = 0.75f;
+    c->pt.norm_pix_loss = 1;
+    c->pt.dec_dim = 512;
+    c->pt.dec_depth = 8;
+    c->pt.dec_heads = 16;
+    c->pt.temperature = 0.1f;
+    c->pt.proj_hidden = 2048;
+    c->pt.proj_dim = 128;
+    c->pt.pool = HEAD_POOL_MEAN;
+    c->pt.shuffle_pairs = 0;
     unsigned char none[MAX_KEYS] = {0};
     resolve(c, none);
 }
@@ -1339,10 +1389,17 @@ static int validate(Config* c, Ld* L) {
                          "interpolation); set model.img_size instead", cs, is);
     }
     /* train */
+    if (c->epochs == 0 && !L->pretrain)
+        return xfail(L, c, "train.epochs", "train.epochs = 0: vita train needs 1 or more (0 is "
+                     "for vita pretrain, which then writes the initial encoder)");
+    if (c->pretrain && c->pt.dec_dim % c->pt.dec_heads)
+        return xfail(L, c, pick(L, "pretrain.decoder.dim", "pretrain.decoder.heads"),
+                     "pretrain.decoder.dim = %d is not a multiple of pretrain.decoder.heads = %d",
+                     c->pt.dec_dim, c->pt.dec_heads);
     if (c->min_lr > c->lr)
         return xfail(L, c, pick(L, "train.min_lr", "train.lr"), "train.min_lr = %g is above "
                      "train.lr = %g; lower train.min_lr", c->min_lr, c->lr);
-    if (c->warmup_epochs > c->epochs)
+    if (c->warmup_epochs > c->epochs && c->epochs > 0)
         return xfail(L, c, pick(L, "train.warmup_epochs", "train.epochs"), "train.warmup_epochs = "
                      "%g exceeds train.epochs = %d; lower train.warmup_epochs", c->warmup_epochs,
                      c->epochs);
@@ -1414,15 +1471,32 @@ static int apply_pair(Config* c, Ld* L, const Pair* pr) {
     return 0;
 }
 
-int config_load(Config* cfg, const char* path, const char* const* sets, int n_sets, char* err,
-                size_t errlen) {
+/* a key of the other command: one line naming it, where it was set, and the fix */
+static int wrong_command(Ld* L) {
+    for (int i = 0; i < L->np; i++) {
+        const char* k = KEYS[L->pairs[i].key].path;
+        if (!L->pretrain && pretrain_only(k))
+            return fail(L, "%s in %s: the pretrain section belongs to `vita pretrain`; remove it "
+                        "for vita train (or run vita pretrain with this file)", k, L->pairs[i].where);
+        if (L->pretrain && finetune_only(k))
+            return fail(L, "%s in %s: not used by vita pretrain (fine-tuning only); remove it "
+                        "(pretraining reads run, model, data, train and log keys and pretrain.*)",
+                        k, L->pairs[i].where);
+    }
+    return 0;
+}
+
+static int load_mode(Config* cfg, const char* path, const char* const* sets, int n_sets,
+                     int pretrain, char* err, size_t errlen) {
     static char dummy[2];
     Ld* L = calloc(1, sizeof *L);
     CHECK(L, "out of memory");
     L->err = err ? err : dummy;
     L->errlen = err ? errlen : sizeof dummy;
+    L->pretrain = pretrain;
     int rc = 1;
     config_default(cfg);
+    cfg->pretrain = pretrain;
     if (path) {
         size_t len = 0;
         char* text = read_file(path, &len);
@@ -1451,6 +1525,7 @@ int config_load(Config* cfg, const char* path, const char* const* sets, int n_se
         if (known_path(L, key, 1)) goto done;
         if (parse_stream(L, eq + 1, strlen(eq + 1), key)) goto done;
     }
+    if (wrong_command(L)) goto done;
     /* the preset first (the last one given), then every other key in order */
     int kp = key_index("model.preset"), last = -1;
     for (int i = 0; i < L->np; i++)
@@ -1468,6 +1543,16 @@ done:
     ld_free(L);
     free(L);
     return rc;
+}
+
+int config_load(Config* cfg, const char* path, const char* const* sets, int n_sets, char* err,
+                size_t errlen) {
+    return load_mode(cfg, path, sets, n_sets, 0, err, errlen);
+}
+
+int config_load_pretrain(Config* cfg, const char* path, const char* const* sets, int n_sets,
+                         char* err, size_t errlen) {
+    return load_mode(cfg, path, sets, n_sets, 1, err, errlen);
 }
 
 /* ---- emission ------------------------------------------------------------------------------ */
@@ -1583,6 +1668,7 @@ char* config_to_yaml(const Config* c) {
     int nprev = 0;
     for (int i = 0; i < NKEYS; i++) {
         const Key* k = &KEYS[i];
+        if (c->pretrain ? finetune_only(k->path) : pretrain_only(k->path)) continue;
         char comp[8][64];
         int nc = 0;
         for (const char* s = k->path; nc < 8;) {

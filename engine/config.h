@@ -12,6 +12,7 @@
 
 #include "../models/vit.h"
 #include "../models/head.h"
+#include "../models/pretext.h"
 #include "mmd.h"
 
 #define CFG_STR 256
@@ -79,6 +80,11 @@ typedef struct {
     /* log, dist */
     char log_swmr[8];                  /* auto | on | off */
     char dist_backend[16];             /* none */
+    /* pretrain (`vita pretrain` only; config_load rejects these keys, config_load_pretrain
+     * rejects the fine-tuning-only ones: task.*, eval.*, align.*, train.layer_decay, .mode,
+     * .freeze_k, .early_stop_patience, .skip_nonfinite) */
+    int pretrain;                      /* 1: loaded by config_load_pretrain */
+    PretextConfig pt;                  /* objective, mask_ratio, decoder, temperature, proj ... */
 } Config;
 
 enum { TRAIN_FULL = 0, TRAIN_LINEAR_PROBE = 1, TRAIN_FREEZE_FIRST_K = 2 };
@@ -89,7 +95,12 @@ void config_default(Config* cfg);
  * Returns 0, or 1 with one line in err naming the file, the key and the fix. */
 int config_load(Config* cfg, const char* path, const char* const* sets, int n_sets, char* err,
                 size_t errlen);
-/* the resolved config as YAML (malloc'd), every key, in schema order */
+/* the same for `vita pretrain`: the pretrain section is allowed (and emitted), keys only
+ * fine-tuning uses are rejected naming the key, train.epochs may be 0 (the initial encoder) */
+int config_load_pretrain(Config* cfg, const char* path, const char* const* sets, int n_sets,
+                         char* err, size_t errlen);
+/* the resolved config as YAML (malloc'd), every key, in schema order (the pretrain section only
+ * for a pretrain config, the fine-tuning-only sections only for a fine-tuning one) */
 char* config_to_yaml(const Config* cfg);
 
 #endif

@@ -107,14 +107,17 @@ static int channel_list(const Dataset* ds, const char* list, uint8_t* mask, char
     return first;
 }
 
-static uint64_t sample_seed(uint64_t seed, long epoch, long q, int rank) {
+static uint64_t sample_seed(uint64_t seed, long epoch, long q, int rank, uint64_t view) {
     Rng r = rng_stream(seed, 0x5a3b1e00ull ^ (uint64_t)epoch);
     Rng r2 = rng_stream(rng_u64(&r), (uint64_t)q);
     Rng r3 = rng_stream(rng_u64(&r2), (uint64_t)rank);
-    return rng_u64(&r3);
+    uint64_t s = rng_u64(&r3);
+    if (!view) return s;   /* view 0 keeps the draws every earlier run made */
+    Rng r4 = rng_stream(s, view);
+    return rng_u64(&r4);
 }
 
-static int is_image_task(int t) { return t >= LOADER_SUPERRES; }
+static int is_image_task(int t) { return t >= LOADER_SUPERRES && t <= LOADER_SYNTHESIZE; }
 
 /* ---- batch buffers ------------------------------------------------------------------------ */
 static void batch_alloc(const Loader* L, Batch* b) {
@@ -394,14 +397,14 @@ static int produce_batch(Loader* L, Scratch* s, long epoch, long pos, Batch* b, 
             long qw = q % L->per_rank;
             long g = (qw * cf->world + cf->rank) % P->total;
             int item = s->order[g];
-            if (produce_sample(L, s, L->items[item], sample_seed(cf->seed, epoch, q, cf->rank), 1,
+            if (produce_sample(L, s, L->items[item], sample_seed(cf->seed, epoch, q, cf->rank, cf->view), 1,
                                b, j, err, errlen))
                 return 1;
             b->n++;
         } else {
             long g = q * cf->world + cf->rank;
             if (q >= L->per_rank || g >= L->n_items) { zero_row(L, b, j); continue; }
-            if (produce_sample(L, s, L->items[g], sample_seed(cf->seed, epoch, q, cf->rank), 0, b,
+            if (produce_sample(L, s, L->items[g], sample_seed(cf->seed, epoch, q, cf->rank, cf->view), 0, b,
                                j, err, errlen))
                 return 1;
             b->n++;
@@ -472,7 +475,8 @@ static int select_items(Loader* L, char* err, size_t errlen) {
         int sp = ds->split[i];
         if (cf->fold >= 0 && (sp == SPLIT_TRAIN || sp == SPLIT_VAL) && ds->fold[i] >= 0)
             sp = ds->fold[i] == cf->fold ? SPLIT_VAL : SPLIT_TRAIN;
-        if (sp != cf->split) continue;
+        if (sp != cf->split && !(cf->with_probe && cf->split == SPLIT_TRAIN && sp == SPLIT_PROBE))
+            continue;
         if (cf->task == LOADER_CLASSIFY && cf->split == SPLIT_TRAIN && ds->cls[i] < 0) {
             dropped++;
             continue;
@@ -504,7 +508,7 @@ int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size
     if (cf->workers < 1) cf->workers = 1;
     if (cf->queue < 1) cf->queue = 1;
     if (cf->samples_per_case < 1) cf->samples_per_case = 1;
-    if (cf->task < LOADER_CLASSIFY || cf->task > LOADER_SYNTHESIZE)
+    if (cf->task < LOADER_CLASSIFY || cf->task > LOADER_IMAGES)
         return fail(err, errlen, "unknown task kind %d", cf->task);
     if (cf->mode != LOADER_VOLUME && cf->mode != LOADER_SLICE)
         return fail(err, errlen, "data.input.mode must be volume or slice");

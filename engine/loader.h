@@ -33,7 +33,8 @@
  * z and the slice count in the case's original geometry (z + crop_offset[0], shape_original[0]),
  * ProViCNet's extra tokens. Rotation/zoom/elastic are in-plane only in slice mode.
  *
- * Tasks. classify: cls [B]. segment: seg [B, d, h, w] int32 (labels of /seg).
+ * Tasks. classify: cls [B]. segment: seg [B, d, h, w] int32 (labels of /seg). images
+ * (pretraining): the images only; no labels needed, no case dropped.
  * Image tasks keep the dataset's channel layout; unused channels are zero with present = 0:
  *   superres   input = channel `superres_channel` (default t2w) averaged over blocks of
  *              `superres_factor` slices (block phase drawn per sample) and linearly upsampled
@@ -60,7 +61,7 @@
 
 enum { LOADER_VOLUME = 0, LOADER_SLICE = 1 };
 enum { LOADER_CLASSIFY = 0, LOADER_SEGMENT, LOADER_SUPERRES, LOADER_UNDISTORT,
-       LOADER_SYNTHESIZE };
+       LOADER_SYNTHESIZE, LOADER_IMAGES };
 
 typedef struct {
     char superres_channel[DS_NAME];   /* "t2w" */
@@ -90,6 +91,11 @@ typedef struct {
     int augment;               /* 1 */
     int balance;               /* classify + train: class-balanced order (1) */
     int samples_per_case;      /* train: samples per case per epoch (1) */
+    int with_probe;            /* train split: the probe-only cases (split 3) join it (0) */
+    uint64_t view;             /* 0: the sample draws of (seed, epoch, position); v > 0 another
+                                  independent set of draws (crop, augmentation) for the same
+                                  cases in the same order: the second view of contrastive
+                                  pretraining */
     uint64_t seed;
     int rank, world;
     int workers;               /* prefetch threads >= 1 */
