@@ -200,6 +200,8 @@ static const Key KEYS[] = {
     SENUM("model.preset", model_preset, E_PRESET),
     {.path = "model.weights", .type = T_STR, .off = O(model_weights), .size = SZ(model_weights),
      .flags = K_NULLABLE, .note = "null = from scratch"},
+    {.path = "model.load_head", .type = T_BOOL, .off = O(load_head),
+     .note = "false = transfer the encoder only, even from a checkpoint of the same task"},
     NUM("model.spatial_dims", T_INT, vit.spatial_dims, 2, 3, 0),
     CUSTOM("model.img_size", vit.img, set_dims, emit_dims),
     CUSTOM("model.patch", vit.patch, set_dims, emit_dims),
@@ -328,7 +330,7 @@ _Static_assert(sizeof KEYS / sizeof KEYS[0] <= MAX_KEYS, "raise MAX_KEYS");
 /* keys only `vita pretrain` reads, and keys only `vita train` reads (config.h) */
 static int pretrain_only(const char* path) { return !strncmp(path, "pretrain.", 9); }
 static int finetune_only(const char* path) {
-    static const char* const only[] = {"train.layer_decay", "train.mode", "train.freeze_k",
+    static const char* const only[] = {"model.load_head", "train.layer_decay", "train.mode", "train.freeze_k",
                                        "train.early_stop_patience", "train.skip_nonfinite", NULL};
     if (!strncmp(path, "task.", 5) || !strncmp(path, "eval.", 5) || !strncmp(path, "align.", 6))
         return 1;
@@ -1199,6 +1201,7 @@ void config_default(Config* c) {
     c->scales[0] = 0.5; c->scales[1] = 1.0; c->scales[2] = 2.0;
     c->permutations = 0;
     c->align_every = 1;
+    c->load_head = 1;
     snprintf(c->log_swmr, sizeof c->log_swmr, "auto");
     snprintf(c->dist_backend, sizeof c->dist_backend, "none");
     /* MAE's and SimCLR's published defaults (models/pretext.h) */

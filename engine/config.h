@@ -29,6 +29,7 @@ typedef struct {
     /* model: the encoder (presets expand into it first) + weights */
     char model_preset[32];
     char model_weights[CFG_STR];       /* "" = scratch */
+    int load_head;                     /* 1: a same-task head in model.weights is loaded too */
     VitConfig vit;
     /* task */
     int task;                          /* HEAD_CLASSIFY ... */

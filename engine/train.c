@@ -353,6 +353,10 @@ static int init_weights(Trainer* t) {
         if (!t->opt.quiet)
             printf("head: re-initialised (%s holds a %s head; this run is %s)\n",
                    cfg->model_weights, ck_task, head_task_name(t->task));
+    } else if (train_file_has_head(cfg->model_weights) && !cfg->load_head) {
+        if (!t->opt.quiet)
+            printf("head: re-initialised (model.load_head: false; encoder only from %s)\n",
+                   cfg->model_weights);
     } else if (train_file_has_head(cfg->model_weights)) {
         if (head_load_weights(&t->h, cfg->model_weights, err, sizeof err))
             return run_err("%s (or remove the head.* tensors to re-initialise the head)", err);

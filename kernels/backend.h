@@ -27,7 +27,11 @@
     X(tokens_to_grid_forward) X(tokens_to_grid_backward)                              \
     X(resample_axis_forward) X(resample_axis_backward)                                \
     X(softmax_channels_forward) X(dice_ce_forward) X(dice_ce_backward)                \
-    X(cls_loss_forward) X(cls_loss_backward) X(regress_loss_forward) X(regress_loss_backward)
+    X(cls_loss_forward) X(cls_loss_backward) X(regress_loss_forward) X(regress_loss_backward)  \
+    X(tokens_gather_forward) X(tokens_gather_backward)                                \
+    X(tokens_unshuffle_forward) X(tokens_unshuffle_backward)                          \
+    X(mae_loss_forward) X(mae_loss_backward) X(l2norm_forward) X(l2norm_backward)      \
+    X(infonce_forward) X(infonce_backward)
 
 struct Backend {
     const char* name;

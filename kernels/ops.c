@@ -179,3 +179,22 @@ FWD(regress_loss_forward, (Ctx* c, double* out, const float* pred, const float* 
     (c, out, pred, target, n, kind))
 FWD(regress_loss_backward, (Ctx* c, float* dpred, const float* pred, const float* target, long n, int kind, float scale),
     (c, dpred, pred, target, n, kind, scale))
+FWD(tokens_gather_forward, (Ctx* c, float* out, const float* x, const int32_t* perm, int B, int P, int n, int C),
+    (c, out, x, perm, B, P, n, C))
+FWD(tokens_gather_backward, (Ctx* c, float* dx, const float* dout, const int32_t* perm, int B, int P, int n, int C),
+    (c, dx, dout, perm, B, P, n, C))
+FWD(tokens_unshuffle_forward, (Ctx* c, float* out, const float* src, const float* fill, const int32_t* perm, int B, int P, int n, int C, int t0, int Ts, int s0),
+    (c, out, src, fill, perm, B, P, n, C, t0, Ts, s0))
+FWD(tokens_unshuffle_backward, (Ctx* c, float* dsrc, float* dfill, const float* dout, const int32_t* perm, int B, int P, int n, int C, int t0, int Ts, int s0),
+    (c, dsrc, dfill, dout, perm, B, P, n, C, t0, Ts, s0))
+FWD(mae_loss_forward, (Ctx* c, double* out, const float* pred, const float* target, const int32_t* perm, int B, int P, int n, int K, int Tp, int t0, int norm_pix),
+    (c, out, pred, target, perm, B, P, n, K, Tp, t0, norm_pix))
+FWD(mae_loss_backward, (Ctx* c, float* dpred, const float* pred, const float* target, const int32_t* perm, int B, int P, int n, int K, int Tp, int t0, int norm_pix, float scale),
+    (c, dpred, pred, target, perm, B, P, n, K, Tp, t0, norm_pix, scale))
+FWD(l2norm_forward, (Ctx* c, float* out, float* norm, const float* x, int N, int C), (c, out, norm, x, N, C))
+FWD(l2norm_backward, (Ctx* c, float* dx, const float* dout, const float* out, const float* norm, int N, int C),
+    (c, dx, dout, out, norm, N, C))
+FWD(infonce_forward, (Ctx* c, double* out, const float* z, const int32_t* pos, int N, int C, float tau),
+    (c, out, z, pos, N, C, tau))
+FWD(infonce_backward, (Ctx* c, float* dz, const float* z, const int32_t* pos, int N, int C, float tau, float scale),
+    (c, dz, z, pos, N, C, tau, scale))

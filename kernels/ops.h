@@ -295,4 +295,54 @@ void regress_loss_forward(Ctx* c, double* out, const float* pred, const float* t
 void regress_loss_backward(Ctx* c, float* dpred, const float* pred, const float* target, long n,
                            int kind, float scale);
 
+/* ==== pretraining objectives (models/pretext*.c) ==========================================
+ * MAE masking. perm int32 [B, P] (device): per image a permutation of the patch indices
+ * 0..P-1 whose first n entries are the kept (visible) patches, the rest the masked ones (MAE's
+ * ids_shuffle).
+ * tokens_gather: out [B, n, C] = x[b, perm[b, i], :] for i < n (x [B, P, C]).
+ *   backward writes all of dx [B, P, C]: dout on the kept rows, 0 on the masked ones. */
+void tokens_gather_forward(Ctx* c, float* out, const float* x, const int32_t* perm,
+                           int B, int P, int n, int C);
+void tokens_gather_backward(Ctx* c, float* dx, const float* dout, const int32_t* perm,
+                            int B, int P, int n, int C);
+/* tokens_unshuffle (MAE decoder input): src [B, Ts, C] = [head (t0 rows) | skipped rows |
+ * n kept patch tokens starting at row s0]; out [B, t0 + P, C]:
+ *   out[b, t, :] = src[b, t, :] for t < t0 (cls);  out[b, t0 + perm[b, i], :] = src[b, s0 + i, :]
+ *   for i < n;  = fill[:] (the mask token) for i >= n.   Requires t0 <= s0, s0 + n <= Ts.
+ * backward: dsrc written in full (rows t0 .. s0-1, e.g. registers, get 0); dfill [C] accumulates
+ * (a parameter) the sum over the masked rows; NULL skips either. */
+void tokens_unshuffle_forward(Ctx* c, float* out, const float* src, const float* fill,
+                              const int32_t* perm, int B, int P, int n, int C, int t0,
+                              int Ts, int s0);
+void tokens_unshuffle_backward(Ctx* c, float* dsrc, float* dfill, const float* dout,
+                               const int32_t* perm, int B, int P, int n, int C, int t0,
+                               int Ts, int s0);
+/* MAE loss: pred [B, Tp, K] whose rows t0 .. t0+P-1 are the patches; target [B, P, K] =
+ * patchify(img). With norm_pix, each target row is replaced by (t - mean) / sqrt(var + 1e-6),
+ * var unbiased (K - 1), as MAE. out[0] (device double) = mean over the masked patches
+ * (perm[b, i], n <= i < P; n < P) of mean_k (pred - target')^2. backward writes all of dpred: scale *
+ * d out[0] / d pred on masked patch rows, 0 elsewhere (cls row, kept patches). */
+void mae_loss_forward(Ctx* c, double* out, const float* pred, const float* target,
+                      const int32_t* perm, int B, int P, int n, int K, int Tp, int t0,
+                      int norm_pix);
+void mae_loss_backward(Ctx* c, float* dpred, const float* pred, const float* target,
+                       const int32_t* perm, int B, int P, int n, int K, int Tp, int t0,
+                       int norm_pix, float scale);
+/* Row L2 normalisation (F.normalize, eps 1e-12): out [N, C] = x / max(|x|, 1e-12); norm [N]
+ * saved (the unclamped |x|). backward: dx = (dout - out (out . dout)) / |x| (dout / eps when
+ * clamped). In place allowed (out == x; dx == dout). */
+void l2norm_forward(Ctx* c, float* out, float* norm, const float* x, int N, int C);
+void l2norm_backward(Ctx* c, float* dx, const float* dout, const float* out, const float* norm,
+                     int N, int C);
+/* InfoNCE / NT-Xent over N rows z [N, C] (L2-normalised, so s_ij = z_i . z_j is the cosine
+ * similarity), positive pos int32 [N] (pos[i] != i), temperature tau:
+ *   out[0] (device double) = mean_i ( log sum_{j != i} exp(s_ij / tau) - s_{i,pos(i)} / tau ).
+ * The similarity matrix [N, N] comes from one sgemm into the context workspace (recomputed in
+ * the backward). backward: dz = scale * dL/dz = scale (G + G^T) z / N with G_ij = (softmax_j(
+ * s_ij / tau, j != i) - [j = pos(i)]) / tau, written. */
+void infonce_forward(Ctx* c, double* out, const float* z, const int32_t* pos, int N, int C,
+                     float tau);
+void infonce_backward(Ctx* c, float* dz, const float* z, const int32_t* pos, int N, int C,
+                      float tau, float scale);
+
 #endif

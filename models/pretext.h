@@ -25,11 +25,12 @@
  *
  * Memory: every objective parameter (MAE decoder incl. its blocks, or the projection MLP) lives
  * in one parameter buffer w with one gradient buffer g and one table (VitParam rows, layer_id 0,
- * no_decay for 1-D tensors, mask_token and the fixed decoder_pos_embed frozen), so one AdamW
- * covers them; the encoder keeps its own buffers. Activations are allocated once for max_batch
- * images (contrastive: 2 * max_batch views; pretext_alloc_activations also sizes the encoder's
- * activations). Nothing is allocated per step. Gradient rule as ops.h: parameter gradients
- * accumulate (encoder grads into enc->g, objective grads into p->g).
+ * no_decay for 1-D tensors, mask_token and decoder_pos_embed; the fixed decoder_pos_embed
+ * frozen, mask_token trained as in MAE), so one AdamW covers them; the encoder keeps its own
+ * buffers. Activations are allocated once for max_batch images (contrastive: 2 * max_batch
+ * views; pretext_alloc_activations also sizes the encoder's activations). Nothing is allocated
+ * per step. Gradient rule as ops.h: parameter gradients accumulate (encoder grads into enc->g,
+ * objective grads into p->g).
  */
 #ifndef VITA_PRETEXT_H
 #define VITA_PRETEXT_H
@@ -90,5 +91,10 @@ double pretext_forward(Pretext* p, const float* img, int B, uint64_t seed, uint6
 void pretext_backward(Pretext* p, const float* img, float scale);
 /* the same loss without gradients or drop-path (validation), same (seed, counter) rule */
 double pretext_eval(Pretext* p, const float* img, int B, uint64_t seed, uint64_t counter);
+/* Tests and oracles: the following forwards use this draw instead of (seed, counter) — mae:
+ * perm int32 [B, P] (host; per image a permutation of 0..P-1, its first round(P (1 -
+ * mask_ratio)) entries kept), contrastive: pos int32 [2B] (host; the positive of each row).
+ * Only for that B; NULL returns to seeded draws. */
+void pretext_fix_draw(Pretext* p, const int32_t* idx, int B);
 
 #endif

@@ -1,4 +1,5 @@
-/* models/vit.c — ViT encoder: parameter table, init, forward and backward.
+/* models/vit.c — ViT encoder: parameter table, init, forward and backward; also the MAE-masked
+ * encoder pass and a bare block stack (the MAE decoder), sharing the same block code.
  * The math is in kernels/; this file only sequences ops over carved buffers. All tensor
  * memory is device memory; host values (init, drop-path scales) enter by copy_h2d. */
 #include "vit.h"
@@ -11,35 +12,38 @@
 
 /* ---- parameter table ------------------------------------------------------------------ */
 
-static VitParam* add_param(Vit* m, int cap, const char* name, int layer_id, int no_decay,
-                           int ndim, const int* shape) {
-    CHECK(m->n_params < cap, "parameter table overflow");
-    VitParam* p = &m->params[m->n_params++];
+VitParam* vit_param_add(VitParam* table, int* n_params, int cap, long* n_floats, const char* name,
+                        int layer_id, int no_decay, int ndim, const int* shape) {
+    CHECK(*n_params < cap, "parameter table overflow");
+    VitParam* p = &table[(*n_params)++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = ndim;
     p->numel = 1;
     for (int i = 0; i < ndim; i++) { p->shape[i] = shape[i]; p->numel *= shape[i]; }
-    p->offset = m->n_floats;
+    p->offset = *n_floats;
     p->layer_id = layer_id;
     p->no_decay = no_decay;
     p->trainable = 1;
     /* keep every tensor 16-float (64-byte) aligned for vector loads */
-    m->n_floats += (p->numel + 15) & ~15L;
+    *n_floats += (p->numel + 15) & ~15L;
     return p;
+}
+
+static VitParam* add_param(Vit* m, int cap, const char* name, int layer_id, int no_decay,
+                           int ndim, const int* shape) {
+    return vit_param_add(m->params, &m->n_params, cap, &m->n_floats, name, layer_id, no_decay,
+                         ndim, shape);
 }
 
 #define SHAPE(...) ((const int[]){__VA_ARGS__})
 #define NDIM(...) ((int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)))
 #define PARAM(name, layer, nodecay, ...) add_param(m, cap, name, layer, nodecay, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
 
-static void build_table(Vit* m) {
+/* patch embedding, tokens, pos_embed, extra tokens (the encoder's rows before the blocks) */
+static void stem_rows(Vit* m, int cap) {
     const VitConfig* c = &m->cfg;
-    int cap = 16 + c->num_extra * 2 + c->depth * 16;
-    m->params = xcalloc(cap, sizeof(VitParam));
-    m->n_params = 0;
-    m->n_floats = 0;
-    int D = c->dim, L = c->depth, hid = m->hidden;
+    int D = c->dim;
     char nm[64];
     if (c->spatial_dims == 3)
         PARAM("patch_embed.proj.weight", 0, 0, D, c->in_chans, c->patch[0], c->patch[1], c->patch[2]);
@@ -56,8 +60,19 @@ static void build_table(Vit* m) {
         snprintf(nm, sizeof nm, "extra_tokens.%s.bias", c->extra_tokens[e]);
         PARAM(nm, 0, 1, D);
     }
+}
+
+static void build_table(Vit* m) {
+    const VitConfig* c = &m->cfg;
+    int cap = 16 + c->num_extra * 2 + c->depth * 16;
+    m->params = xcalloc(cap, sizeof(VitParam));
+    m->n_params = 0;
+    m->n_floats = 0;
+    int D = c->dim, L = c->depth, hid = m->hidden;
+    char nm[64];
+    if (!m->stack_only) stem_rows(m, cap);
     for (int l = 0; l < L; l++) {
-#define BP(suffix, nodecay, ...) do { snprintf(nm, sizeof nm, "blocks.%d.%s", l, suffix); \
+#define BP(suffix, nodecay, ...) do { snprintf(nm, sizeof nm, "%s%d.%s", m->blk_prefix, l, suffix); \
         PARAM(nm, l + 1, nodecay, __VA_ARGS__); } while (0)
         BP("norm1.weight", 1, D);
         BP("norm1.bias", 1, D);
@@ -75,8 +90,10 @@ static void build_table(Vit* m) {
         if (c->layerscale_init > 0) BP("ls2.gamma", 1, D);
 #undef BP
     }
-    PARAM("norm.weight", L + 1, 1, D);
-    PARAM("norm.bias", L + 1, 1, D);
+    snprintf(nm, sizeof nm, "%sweight", m->norm_prefix);
+    PARAM(nm, L + 1, 1, D);
+    snprintf(nm, sizeof nm, "%sbias", m->norm_prefix);
+    PARAM(nm, L + 1, 1, D);
 }
 
 const VitParam* vit_find_param(const Vit* m, const char* name) {
@@ -107,7 +124,7 @@ static void bind_views(Vit* m, VitTensors* t, float* base) {
     }
     for (int l = 0; l < c->depth; l++) {
         VitBlockTensors* b = &t->blocks[l];
-#define BV(field, suffix) do { snprintf(nm, sizeof nm, "blocks.%d.%s", l, suffix); \
+#define BV(field, suffix) do { snprintf(nm, sizeof nm, "%s%d.%s", m->blk_prefix, l, suffix); \
         b->field = view(m, base, nm); } while (0)
         BV(norm1_w, "norm1.weight"); BV(norm1_b, "norm1.bias");
         BV(qkv_w, "attn.qkv.weight"); BV(qkv_b, "attn.qkv.bias");
@@ -118,8 +135,10 @@ static void bind_views(Vit* m, VitTensors* t, float* base) {
         BV(fc2_w, "mlp.fc2.weight"); BV(fc2_b, "mlp.fc2.bias");
 #undef BV
     }
-    t->norm_w = view(m, base, "norm.weight");
-    t->norm_b = view(m, base, "norm.bias");
+    snprintf(nm, sizeof nm, "%sweight", m->norm_prefix);
+    t->norm_w = view(m, base, nm);
+    snprintf(nm, sizeof nm, "%sbias", m->norm_prefix);
+    t->norm_b = view(m, base, nm);
 }
 
 void vit_create(Vit* m, Ctx* ctx, const VitConfig* cfg) {
@@ -128,6 +147,8 @@ void vit_create(Vit* m, Ctx* ctx, const VitConfig* cfg) {
     if (vit_config_check(cfg, err, sizeof err)) USER_ERROR("%s", err);
     m->cfg = *cfg;
     m->ctx = ctx;
+    snprintf(m->blk_prefix, sizeof m->blk_prefix, "blocks.");
+    snprintf(m->norm_prefix, sizeof m->norm_prefix, "norm.");
     for (int a = 0; a < 3; a++) m->grid[a] = cfg->img[a] / cfg->patch[a];
     m->P = m->grid[0] * m->grid[1] * m->grid[2];
     m->ncls = cfg->cls_token ? 1 : 0;
@@ -138,6 +159,35 @@ void vit_create(Vit* m, Ctx* ctx, const VitConfig* cfg) {
     build_table(m);
     m->w = dev_alloc(ctx, m->n_floats * sizeof(float));
     m->g = dev_alloc(ctx, m->n_floats * sizeof(float));
+    bind_views(m, &m->tw, m->w);
+    bind_views(m, &m->tg, m->g);
+}
+
+void vit_create_stack(Vit* m, Ctx* ctx, const VitConfig* cfg, int T, const char* blk_prefix,
+                      const char* norm_prefix) {
+    memset(m, 0, sizeof *m);
+    CHECK(cfg->dim > 0 && cfg->heads > 0 && cfg->dim % cfg->heads == 0 && cfg->depth >= 0 &&
+          cfg->depth <= VIT_MAX_DEPTH && T > 0 && cfg->mlp_ratio > 0,
+          "stack: dim %d heads %d depth %d T %d", cfg->dim, cfg->heads, cfg->depth, T);
+    CHECK(strlen(blk_prefix) < sizeof m->blk_prefix && strlen(norm_prefix) < sizeof m->norm_prefix,
+          "stack prefix too long");
+    m->cfg = *cfg;
+    m->cfg.num_extra = 0;
+    m->cfg.num_registers = 0;
+    m->cfg.cls_token = 0;
+    m->ctx = ctx;
+    m->stack_only = 1;
+    snprintf(m->blk_prefix, sizeof m->blk_prefix, "%s", blk_prefix);
+    snprintf(m->norm_prefix, sizeof m->norm_prefix, "%s", norm_prefix);
+    m->T = T;
+    m->hidden = (int)lroundf(cfg->dim * cfg->mlp_ratio);
+    m->head_dim = cfg->dim / cfg->heads;
+    build_table(m);
+}
+
+void vit_bind(Vit* m, float* w, float* g) {
+    m->w = w;
+    m->g = g;
     bind_views(m, &m->tw, m->w);
     bind_views(m, &m->tg, m->g);
 }
@@ -193,8 +243,10 @@ void vit_alloc_activations(Vit* m, int max_batch) {
 
 void vit_free(Vit* m) {
     if (m->acts) dev_free(m->ctx, m->acts);
-    dev_free(m->ctx, m->w);
-    dev_free(m->ctx, m->g);
+    if (!m->stack_only) {   /* a stack's parameters are borrowed */
+        dev_free(m->ctx, m->w);
+        dev_free(m->ctx, m->g);
+    }
     free(m->params);
     memset(m, 0, sizeof *m);
 }
@@ -209,16 +261,24 @@ VitBytes vit_bytes(const Vit* m) {
     return b;
 }
 
-int vit_opt_ranges(const Vit* m, float wd, float layer_decay, OptRange* out) {
-    int top = m->cfg.depth + 1;
-    for (int i = 0; i < m->n_params; i++) {
-        const VitParam* p = &m->params[i];
+int vit_table_ranges(const VitParam* table, int n, float wd, OptRange* out) {
+    for (int i = 0; i < n; i++) {
+        const VitParam* p = &table[i];
         out[i].offset = p->offset;
         out[i].numel = p->numel;
-        out[i].lr_scale = layer_decay > 0 && layer_decay != 1 ? powf(layer_decay, (float)(top - p->layer_id)) : 1.0f;
+        out[i].lr_scale = 1.0f;
         out[i].weight_decay = p->no_decay ? 0.0f : wd;
         out[i].frozen = !p->trainable;
     }
+    return n;
+}
+
+int vit_opt_ranges(const Vit* m, float wd, float layer_decay, OptRange* out) {
+    int top = m->cfg.depth + 1;
+    vit_table_ranges(m->params, m->n_params, wd, out);
+    if (layer_decay > 0 && layer_decay != 1)
+        for (int i = 0; i < m->n_params; i++)
+            out[i].lr_scale = powf(layer_decay, (float)(top - m->params[i].layer_id));
     return m->n_params;
 }
 
@@ -235,18 +295,16 @@ void vit_print_memory(const Vit* m) {
 
 /* ---- init ----------------------------------------------------------------------------- */
 
-/* Fixed sin-cos embedding [ncls + P, dim], cls row zero (MAE). The dim is split into one
- * equal part per spatial axis in (z, y, x) order for 3D and (y, x) for 2D; each part is
- * [sin(pos*w_k), cos(pos*w_k)], w_k = 10000^(-k/(part/2)). */
-static void sincos_pos(const Vit* m, float* pos) {
-    int n = m->cfg.spatial_dims, D = m->cfg.dim, part = D / n, half = part / 2;
-    memset(pos, 0, sizeof(float) * (size_t)(m->ncls + m->P) * D);
-    for (int z = 0; z < m->grid[0]; z++)
-        for (int y = 0; y < m->grid[1]; y++)
-            for (int x = 0; x < m->grid[2]; x++) {
+void vit_sincos_pos(float* pos, int n, const int grid[3], int ncls, int D) {
+    int part = (D / n) & ~1, half = part / 2;
+    CHECK(half >= 1, "sin-cos embedding: dim %d below %d", D, 2 * n);
+    memset(pos, 0, sizeof(float) * (size_t)(ncls + grid[0] * grid[1] * grid[2]) * D);
+    for (int z = 0; z < grid[0]; z++)
+        for (int y = 0; y < grid[1]; y++)
+            for (int x = 0; x < grid[2]; x++) {
                 int coord3[3] = {z, y, x};
                 const int* coord = coord3 + (3 - n);
-                float* row = pos + (size_t)(m->ncls + (z * m->grid[1] + y) * m->grid[2] + x) * D;
+                float* row = pos + (size_t)(ncls + (z * grid[1] + y) * grid[2] + x) * D;
                 for (int a = 0; a < n; a++)
                     for (int k = 0; k < half; k++) {
                         double w = pow(10000.0, -(double)k / half), v = coord[a] * w;
@@ -274,7 +332,7 @@ void vit_init_weights(Vit* m, uint64_t seed) {
         } else if (is_bias) {
             /* zero */
         } else if (!strcmp(nm, "pos_embed") && m->cfg.pos_embed == VIT_POS_SINCOS) {
-            sincos_pos(m, t);
+            vit_sincos_pos(t, m->cfg.spatial_dims, m->grid, m->ncls, m->cfg.dim);
         } else {
             /* linear/conv weights, cls/register tokens, learned pos_embed: trunc-normal(.02) */
             for (long k = 0; k < p->numel; k++) t[k] = (float)rng_trunc_normal(&r, 0.02, -2, 2);
@@ -309,26 +367,14 @@ static void draw_drop_path(Vit* m, int B) {
     free(h);
 }
 
-void vit_forward(Vit* m, const float* img, const float* extra_vals, int B) {
+/* blocks + final norm on xin [B, m->Tr, dim] (m->B, m->Tr set by the caller) */
+static void blocks_forward(Vit* m, const float* xin) {
     const VitConfig* c = &m->cfg;
     Ctx* x = m->ctx;
-    CHECK(m->acts && B >= 1 && B <= m->max_batch, "batch %d exceeds allocated %d", B, m->max_batch);
-    m->B = B;
-    int T = m->T, D = c->dim, N = B * T, R = c->num_registers, E = c->num_extra;
+    int B = m->B, T = m->Tr, D = c->dim, N = B * T;
     const VitTensors* w = &m->tw;
-
-    patchify_forward(x, m->patches, img, B, c->in_chans, c->img[0], c->img[1], c->img[2],
-                     c->patch[0], c->patch[1], c->patch[2]);
-    linear_forward(x, m->pe, m->patches, w->patch_w, w->patch_b, B * m->P, m->Kp, D);
-    for (int e = 0; e < E; e++)
-        linear_forward(x, m->extra + (long)e * B * D, extra_vals + (long)e * B, w->extra_w[e],
-                       w->extra_b[e], B, 1, D);
-    tokens_concat_forward(x, m->x0, w->cls, w->reg, E ? m->extra : NULL, m->pe, B, R, E, m->P, D);
-    if (m->ncls) pos_embed_add_forward(x, m->x0, w->pos, B, T, D, 0, 1, 0);
-    pos_embed_add_forward(x, m->x0, w->pos, B, T, D, T - m->P, m->P, m->ncls);
+    m->xin0 = xin;
     draw_drop_path(m, B);
-
-    const float* xin = m->x0;
     for (int l = 0; l < c->depth; l++) {
         const VitBlockTensors* bw = &w->blocks[l];
         VitBlockActs* a = &m->blk[l];
@@ -354,30 +400,86 @@ void vit_forward(Vit* m, const float* img, const float* extra_vals, int B) {
     layernorm_forward(x, m->out, m->out_mean, m->out_rstd, xin, w->norm_w, w->norm_b, N, D, c->ln_eps);
 }
 
+static void begin_forward(Vit* m, int B, int T, int n_keep, int stack) {
+    CHECK(m->acts && B >= 1 && B <= m->max_batch, "batch %d exceeds allocated %d", B, m->max_batch);
+    CHECK(m->stack_only == stack, "%s on a %s", stack ? "stack forward" : "encoder forward",
+          m->stack_only ? "block stack" : "full encoder");
+    m->B = B;
+    m->Tr = T;
+    m->n_keep = n_keep;
+}
+
+/* patch rows and their embedding m->pe [B, P, dim] */
+static void embed_patches(Vit* m, const float* img, int B) {
+    const VitConfig* c = &m->cfg;
+    patchify_forward(m->ctx, m->patches, img, B, c->in_chans, c->img[0], c->img[1], c->img[2],
+                     c->patch[0], c->patch[1], c->patch[2]);
+    linear_forward(m->ctx, m->pe, m->patches, m->tw.patch_w, m->tw.patch_b, B * m->P, m->Kp, c->dim);
+}
+
+void vit_forward(Vit* m, const float* img, const float* extra_vals, int B) {
+    const VitConfig* c = &m->cfg;
+    Ctx* x = m->ctx;
+    begin_forward(m, B, m->T, 0, 0);
+    int T = m->T, D = c->dim, R = c->num_registers, E = c->num_extra;
+    const VitTensors* w = &m->tw;
+
+    embed_patches(m, img, B);
+    for (int e = 0; e < E; e++)
+        linear_forward(x, m->extra + (long)e * B * D, extra_vals + (long)e * B, w->extra_w[e],
+                       w->extra_b[e], B, 1, D);
+    tokens_concat_forward(x, m->x0, w->cls, w->reg, E ? m->extra : NULL, m->pe, B, R, E, m->P, D);
+    if (m->ncls) pos_embed_add_forward(x, m->x0, w->pos, B, T, D, 0, 1, 0);
+    pos_embed_add_forward(x, m->x0, w->pos, B, T, D, T - m->P, m->P, m->ncls);
+    blocks_forward(m, m->x0);
+}
+
+void vit_forward_masked(Vit* m, const float* img, const int32_t* perm, int n_keep, int B) {
+    const VitConfig* c = &m->cfg;
+    Ctx* x = m->ctx;
+    CHECK(c->num_extra == 0, "masked forward with %d extra tokens", c->num_extra);
+    CHECK(n_keep >= 1 && n_keep <= m->P, "n_keep %d outside 1..%d", n_keep, m->P);
+    int R = c->num_registers, Tk = m->ncls + R + n_keep, D = c->dim;
+    begin_forward(m, B, Tk, n_keep, 0);
+    const VitTensors* w = &m->tw;
+    embed_patches(m, img, B);
+    /* pos_embed onto every patch token first (MAE), then keep the visible ones; d_a is
+     * backward scratch, dead during the forward */
+    pos_embed_add_forward(x, m->pe, w->pos, B, m->P, D, 0, m->P, m->ncls);
+    tokens_gather_forward(x, m->d_a, m->pe, perm, B, m->P, n_keep, D);
+    tokens_concat_forward(x, m->x0, w->cls, w->reg, NULL, m->d_a, B, R, 0, n_keep, D);
+    if (m->ncls) pos_embed_add_forward(x, m->x0, w->pos, B, Tk, D, 0, 1, 0);
+    blocks_forward(m, m->x0);
+}
+
+void vit_stack_forward(Vit* m, const float* xin, int B) {
+    begin_forward(m, B, m->T, 0, 1);
+    blocks_forward(m, xin);
+}
+
 /* ---- backward --------------------------------------------------------------------------- */
 
 /* Gradient of one residual branch: d_res holds d(out) of "out = in + dp(ls(y))"; leaves
  * d(y) in a pointer it returns (d_res itself when neither LayerScale nor drop-path is on). */
 static const float* branch_grad(Vit* m, const float* d_res, const float* gamma, float* dgamma,
                                 const float* y, const float* scale, float* buf) {
-    int N = m->B * m->T, D = m->cfg.dim;
+    int N = m->B * m->Tr, D = m->cfg.dim;
     const float* d = d_res;
-    if (dp_active(m)) { drop_path_forward(m->ctx, buf, d, scale, m->B, (long)m->T * D); d = buf; }
+    if (dp_active(m)) { drop_path_forward(m->ctx, buf, d, scale, m->B, (long)m->Tr * D); d = buf; }
     if (gamma) { layerscale_backward(m->ctx, buf, dgamma, d, y, gamma, N, D); d = buf; }
     return d;
 }
 
-void vit_backward(Vit* m, const float* img, const float* extra_vals, const float* d_out,
-                  const float* const* d_blocks, float* d_img) {
+/* blocks + final norm backward of the last forward: leaves d(block-0 input) in m->d_res */
+static void blocks_backward(Vit* m, const float* d_out, const float* const* d_blocks) {
     const VitConfig* c = &m->cfg;
     Ctx* x = m->ctx;
-    int B = m->B, T = m->T, D = c->dim, N = B * T, hid = m->hidden, E = c->num_extra;
+    int B = m->B, T = m->Tr, D = c->dim, N = B * T, hid = m->hidden;
     const VitTensors* w = &m->tw;
     VitTensors* g = &m->tg;
     long ND = (long)N * D;
-    (void)img;
 
-    const float* last = c->depth ? m->blk[c->depth - 1].x_out : m->x0;
+    const float* last = c->depth ? m->blk[c->depth - 1].x_out : m->xin0;
     if (d_out)
         layernorm_backward(x, m->d_res, g->norm_w, g->norm_b, d_out, last, w->norm_w,
                            m->out_mean, m->out_rstd, N, D);
@@ -388,7 +490,7 @@ void vit_backward(Vit* m, const float* img, const float* extra_vals, const float
         const VitBlockTensors* bw = &w->blocks[l];
         VitBlockTensors* bg = &g->blocks[l];
         VitBlockActs* a = &m->blk[l];
-        const float* xin = l ? m->blk[l - 1].x_out : m->x0;
+        const float* xin = l ? m->blk[l - 1].x_out : m->xin0;
         if (d_blocks && d_blocks[l]) add_forward(x, m->d_res, m->d_res, d_blocks[l], ND);
 
         /* MLP branch */
@@ -412,6 +514,25 @@ void vit_backward(Vit* m, const float* img, const float* extra_vals, const float
                            a->ln1_mean, a->ln1_rstd, N, D);
         add_forward(x, m->d_res, m->d_res, m->d_a, ND);
     }
+}
+
+/* patch-embedding parameter gradients from d_pe [B, P, dim] */
+static void embed_patches_backward(Vit* m, const float* d_pe) {
+    linear_backward(m->ctx, NULL, m->tg.patch_w, m->tg.patch_b, d_pe, m->patches, m->tw.patch_w,
+                    m->B * m->P, m->Kp, m->cfg.dim);
+}
+
+void vit_backward(Vit* m, const float* img, const float* extra_vals, const float* d_out,
+                  const float* const* d_blocks, float* d_img) {
+    const VitConfig* c = &m->cfg;
+    Ctx* x = m->ctx;
+    CHECK(!m->stack_only && m->n_keep == 0, "vit_backward after a %s forward",
+          m->stack_only ? "stack" : "masked");
+    int B = m->B, T = m->T, D = c->dim, E = c->num_extra;
+    const VitTensors* w = &m->tw;
+    VitTensors* g = &m->tg;
+    (void)img;
+    blocks_backward(m, d_out, d_blocks);
 
     /* embedding: d_res = d(x0); the patch-token and extra-token gradients reuse d_a, d_b */
     float *d_pe = m->d_a, *d_extra = m->d_b;
@@ -422,11 +543,32 @@ void vit_backward(Vit* m, const float* img, const float* extra_vals, const float
     for (int e = 0; e < E; e++)
         linear_backward(x, NULL, g->extra_w[e], g->extra_b[e], d_extra + (long)e * B * D,
                         extra_vals + (long)e * B, w->extra_w[e], B, 1, D);
-    linear_backward(x, NULL, g->patch_w, g->patch_b, d_pe, m->patches, w->patch_w, B * m->P, m->Kp, D);
+    embed_patches_backward(m, d_pe);
     if (d_img) {
         /* the patch rows are dead once the weight gradient is taken: reuse them for d(rows) */
         linear_backward(x, m->patches, NULL, NULL, d_pe, NULL, w->patch_w, B * m->P, m->Kp, D);
         unpatchify_forward(x, d_img, m->patches, B, c->in_chans, c->img[0], c->img[1],
                            c->img[2], c->patch[0], c->patch[1], c->patch[2]);
     }
+}
+
+void vit_backward_masked(Vit* m, const float* d_out, const int32_t* perm) {
+    const VitConfig* c = &m->cfg;
+    Ctx* x = m->ctx;
+    CHECK(!m->stack_only && m->n_keep > 0, "vit_backward_masked after an unmasked forward");
+    int B = m->B, Tk = m->Tr, D = c->dim, nk = m->n_keep;
+    VitTensors* g = &m->tg;
+    blocks_backward(m, d_out, NULL);
+    float *d_keep = m->d_b, *d_pe = m->d_a;
+    if (m->ncls) pos_embed_add_backward(x, g->pos, m->d_res, B, Tk, D, 0, 1, 0);
+    tokens_concat_backward(x, g->cls, g->reg, NULL, d_keep, m->d_res, B, c->num_registers, 0, nk, D);
+    tokens_gather_backward(x, d_pe, d_keep, perm, B, m->P, nk, D);
+    pos_embed_add_backward(x, g->pos, d_pe, B, m->P, D, 0, m->P, m->ncls);
+    embed_patches_backward(m, d_pe);
+}
+
+const float* vit_stack_backward(Vit* m, const float* d_out) {
+    CHECK(m->stack_only, "vit_stack_backward on a full encoder");
+    blocks_backward(m, d_out, NULL);
+    return m->d_res;
 }

@@ -100,11 +100,30 @@ typedef struct {
      * gelu_buf [N, hidden] GELU(fc1) (forward, and recomputed in backward); d_res, d_a, d_b
      * [N, dim]; d_wide [N, max(hidden, 3 dim)] (MLP then attention branch gradients) */
     float *gelu_buf, *d_res, *d_a, *d_b, *d_wide;
+    /* the last forward: tokens per image (T, or ncls + R + n_keep with MAE masking), kept
+     * patch count (0 = unmasked) and the input of block 0 (x0, or the stack's caller input) */
+    int Tr, n_keep;
+    const float* xin0;
+    /* stack mode (vit_create_stack): blocks + final norm only, parameters borrowed */
+    int stack_only;
+    char blk_prefix[24], norm_prefix[24];   /* "blocks." / "norm." by default */
     int training;              /* drop-path active */
     uint64_t dp_seed;          /* drop-path RNG stream position */
     uint64_t dp_counter;
     Ctx* ctx;
 } Vit;
+
+/* appends one row to a parameter table (cap rows) at offset *n_floats, which grows by numel
+ * rounded up to 16 floats (64-byte alignment); trainable = 1. Shared by the encoder and the
+ * pretraining objectives' tables. */
+VitParam* vit_param_add(VitParam* table, int* n_params, int cap, long* n_floats, const char* name,
+                        int layer_id, int no_decay, int ndim, const int* shape);
+/* fixed sin-cos embedding [ncls + prod(grid), dim] (MAE's 2D/3D get_sincos_pos_embed; cls rows
+ * zero): dim split into one part per spatial axis, (z, y, x) for 3D, (y, x) for 2D, each
+ * [sin(pos w_k), cos(pos w_k)], w_k = 10000^(-k / (part / 2)), part = the largest even number
+ * <= dim / spatial_dims. When dim is not a multiple of 2 * spatial_dims (e.g. MAE's 512-wide
+ * decoder in 3D) the last dim - spatial_dims * part columns stay 0. dim >= 2 * spatial_dims. */
+void vit_sincos_pos(float* pos, int spatial_dims, const int grid[3], int ncls, int dim);
 
 /* builds the parameter table and allocates parameters + gradients (zeroed) */
 void vit_create(Vit* m, Ctx* c, const VitConfig* cfg);
@@ -129,11 +148,38 @@ void vit_backward(Vit* m, const float* img, const float* extra_vals, const float
                   const float* const* d_blocks, float* d_img);
 void vit_zero_grad(Vit* m);
 
+/* ---- MAE masking (models/pretext.c) ------------------------------------------------------
+ * perm int32 [B, P] (device): per image a permutation of the patches, the first n_keep kept.
+ * pos_embed is added to all patch tokens, the kept ones are gathered, and the blocks run on
+ * [cls | registers | kept patches] (Tr = ncls + R + n_keep tokens); m->out is [B, Tr, dim].
+ * Not with extra tokens. The backward takes d_out [B, Tr, dim] and scatters the patch-token
+ * gradients back (masked patches get none); parameter grads accumulate into m->g. */
+void vit_forward_masked(Vit* m, const float* img, const int32_t* perm, int n_keep, int B);
+void vit_backward_masked(Vit* m, const float* d_out, const int32_t* perm);
+
+/* ---- a stack of transformer blocks + final LayerNorm on given tokens (the MAE decoder) ---
+ * Same block code as the encoder. cfg gives dim, depth, heads, mlp_ratio, qkv_bias, ln_eps,
+ * layerscale_init, drop_path (the image/patch/token fields are ignored); T tokens per image.
+ * The table names are blk_prefix "N.norm1.weight" ... and norm_prefix "weight"/"bias" (e.g.
+ * "decoder_blocks.", "decoder_norm."); offsets start at 0. No parameter memory is allocated:
+ * vit_bind points w/g at the caller's buffers (e.g. a slice of a bigger table's buffer), which
+ * the caller keeps and frees. vit_alloc_activations and vit_free work as for the encoder. */
+void vit_create_stack(Vit* m, Ctx* c, const VitConfig* cfg, int T, const char* blk_prefix,
+                      const char* norm_prefix);
+void vit_bind(Vit* m, float* w, float* g);
+/* x [B, T, dim] device, must stay unchanged until the backward; m->out gets the normed tokens */
+void vit_stack_forward(Vit* m, const float* x, int B);
+/* d_out [B, T, dim]; returns d(x) (device scratch of m, valid until m's next forward/backward) */
+const float* vit_stack_backward(Vit* m, const float* d_out);
+
 /* One optimizer range per parameter (out has room for m->n_params): lr scale
  * layer_decay^(depth + 1 - layer_id) (timm's layer-wise decay: stem 0, block i -> i + 1,
  * final norm depth + 1 -> scale 1), weight decay wd except 1-D params, pos_embed and
  * cls/register tokens (0); the fixed sin-cos pos_embed is frozen. Returns the count. */
 int vit_opt_ranges(const Vit* m, float wd, float layer_decay, OptRange* out);
+/* one range per row of any parameter table: lr scale 1, weight decay wd except no_decay rows,
+ * frozen = !trainable (vit_opt_ranges adds the layer decay; pretext uses it as is) */
+int vit_table_ranges(const VitParam* table, int n, float wd, OptRange* out);
 
 /* bytes held, for the memory report printed before the first step */
 typedef struct { size_t params, grads, optimizer, activations, scratch; } VitBytes;
