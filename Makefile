@@ -77,7 +77,7 @@ TESTS_FAST := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TESTS_SLOW := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/slow_*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all info deps test test-slow bench demo clean oracle oracle-big
+.PHONY: all info deps test test-slow bench demo demo-full demo-controls clean oracle oracle-big
 all: info $(BUILD)/vita
 
 info:
@@ -128,9 +128,22 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@sh bench/run.sh $(BUILD)
 
+# the paper's experiment on phantoms: pretrain MAE + contrastive, fine-tune them and scratch on
+# the five tasks, report + figures (under 10 minutes of training on 2 cores; illustrative)
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@PYTHON=$(PYTHON) sh scripts/demo.sh $(BUILD)
+	@PYTHON=$(PYTHON) sh scripts/demo.sh $(BUILD) quick
+
+# positive and negative controls of the MMD-transfer relation (about 10 minutes on 2 cores)
+demo-controls: deps
+	@$(MAKE) --no-print-directory all
+	@PYTHON=$(PYTHON) sh scripts/demo-controls.sh $(BUILD)
+
+# the larger version: more cases, 3 seeds, an lr grid, longer runs, then the controls
+demo-full: deps
+	@$(MAKE) --no-print-directory all
+	@PYTHON=$(PYTHON) sh scripts/demo.sh $(BUILD) full
+	@PYTHON=$(PYTHON) sh scripts/demo-controls.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -28,7 +28,7 @@ static const char* PREDICT_USAGE =
     "  every task    DIR/metrics.csv         per-case metrics on the dataset grid, the columns\n"
     "                                        of vita eval's CSV (vita eval --help), plus a last\n"
     "                                        row 'overall' (mean over cases per column)\n"
-    "<case> is the case id with characters other than A-Z a-z 0-9 . _ - replaced by '_'.\n"
+    "<case> is the case id with every byte other than A-Z a-z 0-9 . _ - written as %%XX (hex).\n"
     "\n"
     "options:\n"
     "  --out DIR              output directory (created)\n"

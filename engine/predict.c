@@ -65,15 +65,17 @@ int predict_select(const Infer* I, const PredictOptions* po, int** items, int* n
     return 0;
 }
 
-/* the case id as a file name part: characters other than [A-Za-z0-9._-] -> '_' (an id is
- * free text; '/' would escape DIR) */
+/* the case id as a file name part: [A-Za-z0-9._-] kept, every other byte written as %XX (an
+ * id is free text; '/' would escape DIR). Escaping '%' too keeps the map injective, so two
+ * different case ids never share an output file. */
 static void file_stem(const char* id, char* out, size_t n) {
     size_t k = 0;
-    for (; id[k] && k + 1 < n; k++) {
-        char c = id[k];
+    for (const unsigned char* p = (const unsigned char*)id; *p && k + 4 < n; p++) {
+        unsigned char c = *p;
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                  c == '.' || c == '_' || c == '-';
-        out[k] = ok ? c : '_';
+        if (ok) out[k++] = (char)c;
+        else k += (size_t)snprintf(out + k, n - k, "%%%02X", c);
     }
     out[k] = '\0';
     if (!strcmp(out, ".") || !strcmp(out, "..") || !k) snprintf(out, n, "case_%s", k ? "dots" : "empty");
@@ -91,7 +93,7 @@ static int write_native(const Infer* I, const char* dir, int ci, const float* gr
                         int interp, const char* suffix, char* err, size_t errlen) {
     Volume v;
     if (predict_to_native(&I->ds, ci, grid_data, interp, &v, err, errlen)) return 1;
-    char stem[128], path[4096], e2[1024];
+    char stem[256], path[4096], e2[1024];
     file_stem(I->ds.case_id[ci], stem, sizeof stem);
     snprintf(path, sizeof path, "%s/%s%s", dir, stem, suffix);
     int rc = volume_write(path, &v, interp == VOL_NEAREST, e2, sizeof e2);

@@ -1092,6 +1092,11 @@ static int train_run_inner(Trainer* t) {
     t->c_open = 1;
     if (dataset_open(&t->ds, cfg->data_path, err, sizeof err)) return run_err("%s", err);
     t->ds_open = 1;
+    if (cfg->task == HEAD_SEGMENT && t->ds.has_seg && t->ds.n_labels > cfg->head.num_classes)
+        return run_err("task.num_classes = %d, but %s has %d labels (%s ... %s): set "
+                       "task.num_classes: %d", cfg->head.num_classes, cfg->data_path,
+                       t->ds.n_labels, t->ds.label_names[0], t->ds.label_names[t->ds.n_labels - 1],
+                       t->ds.n_labels);
     if ((rc = build_model(t))) return rc;
     if ((rc = setup_metrics(t))) return rc;
     LoaderConfig lc;

@@ -143,7 +143,9 @@ def corr_label(corr, y):
                 if math.isnan(num(lo)):
                     return f"{num(v):+.2f}"
                 return f"{num(v):+.2f} [{num(lo):+.2f}, {num(hi):+.2f}]"
-            return (f"Pearson r = {ci(r['r'], r['r_lo'], r['r_hi'])}, p = {num(r['r_p']):.3g}\n"
+            p = num(r["r_p"])
+            p = "n/a" if math.isnan(p) else f"{p:.3g}"
+            return (f"Pearson r = {ci(r['r'], r['r_lo'], r['r_hi'])}, p = {p}\n"
                     f"Spearman ρ = {ci(r['rho'], r['rho_lo'], r['rho_hi'])}, n = {r['n']}")
     return "no correlation row"
 
