@@ -77,7 +77,7 @@ TESTS_FAST := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TESTS_SLOW := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/slow_*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all info deps test test-slow bench demo demo-full demo-controls clean oracle oracle-big
+.PHONY: all info deps peers test test-slow bench demo demo-full demo-controls clean oracle oracle-big
 all: info $(BUILD)/vita
 
 info:
@@ -114,14 +114,21 @@ oracle-big: deps
 	@mkdir -p $(BUILD)/oracle
 	VITA_ORACLE_BIG=1 $(PYTHON) tests/oracle/make_oracles.py $(BUILD)/oracle
 
+# timm / MONAI / SimpleITK from PyPI into .venv-peers for the parity and orientation checks; when
+# PyPI is unreachable the tests say so and compare with faithful re-implementations instead
+peers:
+	@sh scripts/setup-peers.sh || echo "make: peers unavailable (see above); parity tests fall back"
+
 test: deps
 	@$(MAKE) --no-print-directory all $(TESTS_FAST)
 	@$(MAKE) --no-print-directory oracle
+	@$(MAKE) --no-print-directory peers
 	@sh tests/run.sh $(BUILD) fast
 
 test-slow: deps
 	@$(MAKE) --no-print-directory all $(TESTS_SLOW)
 	@$(MAKE) --no-print-directory oracle-big
+	@$(MAKE) --no-print-directory peers
 	@sh tests/run.sh $(BUILD) slow
 
 bench: deps

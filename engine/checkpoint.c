@@ -19,6 +19,8 @@
  * metadata, when present, matches the file name); on failure it prints one line per rejected
  * file and falls back to the newest older complete pair found by listing the directory. */
 #include "checkpoint.h"
+#include "errfmt.h"
+#include "atomic.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -37,16 +39,6 @@
 #define STATE_VERSION 1u
 #define STATE_MAX_BLOBS (1u << 20)
 #define STATE_MAX_NAME 4096u
-
-static void seterr(char* err, size_t errlen, const char* fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char* p = err; *p; p++)
-        if (*p == '\n') *p = ' ';   /* one line */
-}
 
 static char* xstrdup_or_null(const char* s) {
     size_t n = strlen(s) + 1;
@@ -97,14 +89,14 @@ static char* path_join(const char* a, const char* b) {
 /* mkdir -p */
 static int mkdir_p(const char* path, char* err, size_t errlen) {
     char* p = xstrdup_or_null(path);
-    if (!p) { seterr(err, errlen, "%s: out of host memory", path); return 1; }
+    if (!p) { vita_fail_line(err, errlen, "%s: out of host memory", path); return 1; }
     size_t n = strlen(p);
     for (size_t i = 1; i <= n; i++) {
         if (p[i] != '/' && p[i] != 0) continue;
         char c = p[i];
         p[i] = 0;
         if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            seterr(err, errlen, "%s: cannot create directory %s: %s", path, p, strerror(errno));
+            vita_fail_line(err, errlen, "%s: cannot create directory %s: %s", path, p, strerror(errno));
             free(p);
             return 1;
         }
@@ -113,58 +105,27 @@ static int mkdir_p(const char* path, char* err, size_t errlen) {
     free(p);
     struct stat sb;
     if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        seterr(err, errlen, "%s: exists and is not a directory (move it away)", path);
+        vita_fail_line(err, errlen, "%s: exists and is not a directory (move it away)", path);
         return 1;
     }
     return 0;
 }
 
-/* makes a rename inside dir durable; best effort (some file systems refuse fsync on dirs) */
-static void fsync_dir_of(const char* path) {
-    char* dir = xstrdup_or_null(path);
-    if (!dir) return;
-    char* slash = strrchr(dir, '/');
-    const char* d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-    int fd = open(d, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* ---- atomic writer: temp in the same dir + fflush + fsync + rename + dir fsync ---------- */
+/* ---- the state file's writer: an AtomicFile (atomic.h) that keeps the CRC of its bytes ---- */
 typedef struct {
-    FILE* fp;
-    const char* path;
-    char* tmp;
+    AtomicFile f;
     uint32_t crc;              /* CRC of everything written so far */
-    int ok, e;
 } AWriter;
 
 static int aw_open(AWriter* w, const char* path, char* err, size_t errlen) {
-    memset(w, 0, sizeof *w);
-    w->path = path;
-    size_t tl = strlen(path) + 32;
-    w->tmp = malloc(tl);
-    if (!w->tmp) { seterr(err, errlen, "%s: out of host memory", path); return 1; }
-    snprintf(w->tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    w->fp = fopen(w->tmp, "wb");
-    if (!w->fp) {
-        seterr(err, errlen, "%s: cannot create temporary file %s: %s (does the directory exist "
-               "and is it writable?)", path, w->tmp, strerror(errno));
-        free(w->tmp);
-        w->tmp = NULL;
-        return 1;
-    }
-    w->ok = 1;
-    return 0;
+    w->crc = 0;
+    return atomic_open(&w->f, path, err, errlen);
 }
 
 static void aw_write(AWriter* w, const void* p, size_t n) {
-    if (!w->ok || !n) return;
+    if (!w->f.ok || !n) return;
     w->crc = ckpt_crc32(w->crc, p, n);
-    if (fwrite(p, 1, n, w->fp) != n) { w->ok = 0; w->e = errno; }
+    atomic_write(&w->f, p, n);
 }
 static void aw_u32(AWriter* w, uint32_t v) {
     unsigned char b[4];
@@ -175,35 +136,6 @@ static void aw_u64(AWriter* w, uint64_t v) {
     unsigned char b[8];
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
     aw_write(w, b, 8);
-}
-
-static int aw_commit(AWriter* w, char* err, size_t errlen) {
-    int ok = w->ok && fflush(w->fp) == 0 && fsync(fileno(w->fp)) == 0;
-    int e = ok ? 0 : (w->e ? w->e : errno);
-    if (fclose(w->fp) != 0 && ok) { ok = 0; e = errno; }
-    w->fp = NULL;
-    int rc = 1;
-    if (!ok) {
-        seterr(err, errlen, "%s: writing %s failed: %s (disk full or quota exceeded?)", w->path,
-               w->tmp, strerror(e));
-        remove(w->tmp);
-    } else if (rename(w->tmp, w->path) != 0) {
-        seterr(err, errlen, "%s: cannot rename %s over it: %s", w->path, w->tmp, strerror(errno));
-        remove(w->tmp);
-    } else {
-        fsync_dir_of(w->path);
-        rc = 0;
-    }
-    free(w->tmp);
-    w->tmp = NULL;
-    return rc;
-}
-
-int write_file_atomic(const char* path, const void* data, size_t bytes, char* err, size_t errlen) {
-    AWriter w;
-    if (aw_open(&w, path, err, errlen)) return 1;
-    aw_write(&w, data, bytes);
-    return aw_commit(&w, err, errlen);
 }
 
 /* ---- directory listing ------------------------------------------------------------------ */
@@ -328,32 +260,32 @@ static int write_state(const char* path, const CkptBlob* blobs, int n_blobs, cha
         aw_write(&w, blobs[i].data, blobs[i].bytes);
     }
     aw_u32(&w, w.crc);
-    return aw_commit(&w, err, errlen);
+    return atomic_commit(&w.f, err, errlen);
 }
 
 int ckpt_save(const char* run_dir, long step, const StWriteTensor* tensors, int n_tensors,
               const char* const* meta, int n_meta, const CkptBlob* blobs, int n_blobs, int keep,
               char* err, size_t errlen) {
     if (err && errlen) err[0] = 0;
-    if (!run_dir || !*run_dir) { seterr(err, errlen, "ckpt_save: empty run directory"); return 1; }
+    if (!run_dir || !*run_dir) { vita_fail_line(err, errlen, "ckpt_save: empty run directory"); return 1; }
     if (step < 0 || step > 99999999999999999L) {
-        seterr(err, errlen, "%s: checkpoint step %ld out of range", run_dir, step);
+        vita_fail_line(err, errlen, "%s: checkpoint step %ld out of range", run_dir, step);
         return 1;
     }
     if (n_blobs < 0 || (n_blobs > 0 && !blobs) || (uint32_t)n_blobs > STATE_MAX_BLOBS) {
-        seterr(err, errlen, "%s: invalid number of state blobs %d", run_dir, n_blobs);
+        vita_fail_line(err, errlen, "%s: invalid number of state blobs %d", run_dir, n_blobs);
         return 1;
     }
     for (int i = 0; i < n_blobs; i++) {
         if (!blobs[i].name || !*blobs[i].name || strlen(blobs[i].name) > STATE_MAX_NAME ||
             (blobs[i].bytes && !blobs[i].data)) {
-            seterr(err, errlen, "%s: state blob %d has no name, a name over %u bytes or no data",
-                   run_dir, i, STATE_MAX_NAME);
+            vita_fail_line(err, errlen, "%s: state blob %d has no name, a name over %u bytes or no data",
+                           run_dir, i, STATE_MAX_NAME);
             return 1;
         }
         for (int j = 0; j < i; j++)
             if (strcmp(blobs[i].name, blobs[j].name) == 0) {
-                seterr(err, errlen, "%s: state blob name '%s' given twice", run_dir, blobs[i].name);
+                vita_fail_line(err, errlen, "%s: state blob name '%s' given twice", run_dir, blobs[i].name);
                 return 1;
             }
     }
@@ -366,7 +298,7 @@ int ckpt_save(const char* run_dir, long step, const StWriteTensor* tensors, int 
     char* lpath = malloc(pl);
     long* steps = NULL;
     if (!dir || !wpath || !spath || !lpath) {
-        seterr(err, errlen, "%s: out of host memory", run_dir);
+        vita_fail_line(err, errlen, "%s: out of host memory", run_dir);
         goto done;
     }
     if (mkdir_p(dir, err, errlen)) goto done;
@@ -458,10 +390,10 @@ static uint64_t le64(const unsigned char* b) {
 static int read_state(const char* path, CkptState* st, char* why, size_t wl) {
     memset(st, 0, sizeof *st);
     FILE* fp = fopen(path, "rb");
-    if (!fp) { seterr(why, wl, "%s", errno == ENOENT ? "missing" : strerror(errno)); return 1; }
+    if (!fp) { vita_fail_line(why, wl, "%s", errno == ENOENT ? "missing" : strerror(errno)); return 1; }
     struct stat sb;
     if (fstat(fileno(fp), &sb) != 0) {
-        seterr(why, wl, "%s", strerror(errno));
+        vita_fail_line(why, wl, "%s", strerror(errno));
         fclose(fp);
         return 1;
     }
@@ -470,44 +402,44 @@ static int read_state(const char* path, CkptState* st, char* why, size_t wl) {
     int rc = 1;
 #define TRUNC(need)                                                                              \
     do {                                                                                         \
-        seterr(why, wl, "truncated at byte %lld (expected at least %llu)", r.size,              \
-               (unsigned long long)(need));                                                      \
+        vita_fail_line(why, wl, "truncated at byte %lld (expected at least %llu)", r.size,              \
+                       (unsigned long long)(need));                                                      \
         goto fail;                                                                               \
     } while (0)
     if (sr_read(&r, h, 16)) {
         if (r.size >= 8 && fread(h, 1, 8, fp) == 8 && memcmp(h, STATE_MAGIC, 8) != 0) {
-            seterr(why, wl, "not a vita state file (bad magic)");
+            vita_fail_line(why, wl, "not a vita state file (bad magic)");
             goto fail;
         }
         TRUNC(20);
     }
-    if (memcmp(h, STATE_MAGIC, 8) != 0) { seterr(why, wl, "not a vita state file (bad magic)"); goto fail; }
+    if (memcmp(h, STATE_MAGIC, 8) != 0) { vita_fail_line(why, wl, "not a vita state file (bad magic)"); goto fail; }
     uint32_t ver = le32(h + 8), cnt = le32(h + 12);
     if (ver != STATE_VERSION) {
-        seterr(why, wl, "unsupported state version %u (this vita reads %u)", ver, STATE_VERSION);
+        vita_fail_line(why, wl, "unsupported state version %u (this vita reads %u)", ver, STATE_VERSION);
         goto fail;
     }
     /* every blob needs at least 16 bytes of header */
     if (cnt > STATE_MAX_BLOBS || (long long)cnt * 16 + 20 > r.size) {
         if (cnt <= STATE_MAX_BLOBS) TRUNC((long long)cnt * 16 + 20);
-        seterr(why, wl, "corrupt header: %u blobs", cnt);
+        vita_fail_line(why, wl, "corrupt header: %u blobs", cnt);
         goto fail;
     }
     st->name = calloc(cnt ? cnt : 1, sizeof *st->name);
     st->data = calloc(cnt ? cnt : 1, sizeof *st->data);
     st->bytes = calloc(cnt ? cnt : 1, sizeof *st->bytes);
-    if (!st->name || !st->data || !st->bytes) { seterr(why, wl, "out of host memory"); goto fail; }
+    if (!st->name || !st->data || !st->bytes) { vita_fail_line(why, wl, "out of host memory"); goto fail; }
     for (uint32_t i = 0; i < cnt; i++) {
         unsigned char b[12];
         if (sr_read(&r, b, 4)) TRUNC(r.pos + 4);
         uint32_t nl = le32(b);
         if (nl == 0 || nl > STATE_MAX_NAME) {
-            seterr(why, wl, "corrupt: blob %u has a name length of %u bytes at byte %lld", i, nl,
-                   r.pos - 4);
+            vita_fail_line(why, wl, "corrupt: blob %u has a name length of %u bytes at byte %lld", i, nl,
+                           r.pos - 4);
             goto fail;
         }
         char* name = malloc(nl + 1);
-        if (!name) { seterr(why, wl, "out of host memory"); goto fail; }
+        if (!name) { vita_fail_line(why, wl, "out of host memory"); goto fail; }
         st->name[i] = name;
         st->n = (int)i + 1;
         if (sr_read(&r, name, nl)) TRUNC(r.pos + nl);
@@ -516,17 +448,17 @@ static int read_state(const char* path, CkptState* st, char* why, size_t wl) {
         uint64_t len = le64(b);
         uint32_t crc = le32(b + 8);
         if (len > (uint64_t)(r.size - r.pos)) TRUNC((uint64_t)r.pos + len + 4);
-        if (len > SIZE_MAX - 1) { seterr(why, wl, "blob '%s' too large for this machine", name); goto fail; }
+        if (len > SIZE_MAX - 1) { vita_fail_line(why, wl, "blob '%s' too large for this machine", name); goto fail; }
         st->bytes[i] = (size_t)len;
         st->data[i] = malloc(len ? (size_t)len : 1);
         if (!st->data[i]) {
-            seterr(why, wl, "out of host memory reading blob '%s' (%" PRIu64 " bytes)", name, len);
+            vita_fail_line(why, wl, "out of host memory reading blob '%s' (%" PRIu64 " bytes)", name, len);
             goto fail;
         }
         if (sr_read(&r, st->data[i], (size_t)len)) TRUNC(r.pos + (long long)len);
         uint32_t got = len ? ckpt_crc32(0, st->data[i], (size_t)len) : 0;
         if (got != crc) {
-            seterr(why, wl, "blob '%s' is corrupt (CRC-32 0x%08x, stored 0x%08x)", name, got, crc);
+            vita_fail_line(why, wl, "blob '%s' is corrupt (CRC-32 0x%08x, stored 0x%08x)", name, got, crc);
             goto fail;
         }
     }
@@ -534,11 +466,11 @@ static int read_state(const char* path, CkptState* st, char* why, size_t wl) {
     unsigned char t[4];
     if (sr_read(&r, t, 4)) TRUNC(r.pos + 4);
     if (r.pos != r.size) {
-        seterr(why, wl, "%lld unexpected bytes after the end at byte %lld", r.size - r.pos, r.pos);
+        vita_fail_line(why, wl, "%lld unexpected bytes after the end at byte %lld", r.size - r.pos, r.pos);
         goto fail;
     }
     if (le32(t) != body) {
-        seterr(why, wl, "corrupt (file CRC-32 0x%08x, stored 0x%08x)", body, le32(t));
+        vita_fail_line(why, wl, "corrupt (file CRC-32 0x%08x, stored 0x%08x)", body, le32(t));
         goto fail;
     }
 #undef TRUNC
@@ -553,7 +485,7 @@ fail:
 static int check_weights(const char* path, long step, char* why, size_t wl) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        seterr(why, wl, "%s", errno == ENOENT ? "missing" : strerror(errno));
+        vita_fail_line(why, wl, "%s", errno == ENOENT ? "missing" : strerror(errno));
         return 1;
     }
     StFile f;
@@ -563,7 +495,7 @@ static int check_weights(const char* path, long step, char* why, size_t wl) {
         const char* m = e;
         if (strncmp(m, path, pl) == 0 && m[pl] == ':') m += pl + 1;
         while (*m == ' ') m++;
-        seterr(why, wl, "%s", m);
+        vita_fail_line(why, wl, "%s", m);
         return 1;
     }
     const char* ms = st_meta(&f, "step");
@@ -573,7 +505,7 @@ static int check_weights(const char* path, long step, char* why, size_t wl) {
         errno = 0;
         long v = strtol(ms, &end, 10);
         if (errno || end == ms || *end || v != step) {
-            seterr(why, wl, "metadata step \"%s\" does not match the file name", ms);
+            vita_fail_line(why, wl, "metadata step \"%s\" does not match the file name", ms);
             rc = 1;
         }
     }
@@ -614,7 +546,7 @@ int ckpt_find_latest(const char* run_dir, char* weights_path, size_t wlen, long*
     long* steps = NULL;
     char** msgs = NULL;   /* one line per rejected file */
     int n_msgs = 0;
-    if (!dir || !spath || !wpath) { seterr(err, errlen, "%s: out of host memory", run_dir); goto done; }
+    if (!dir || !spath || !wpath) { vita_fail_line(err, errlen, "%s: out of host memory", run_dir); goto done; }
 
     /* `latest` */
     long latest = -1;
@@ -634,28 +566,28 @@ int ckpt_find_latest(const char* run_dir, char* weights_path, size_t wlen, long*
             if (latest < 0) {
                 for (char* p = buf; *p; p++)
                     if (*p == '\n' || *p == '\r') *p = ' ';
-                seterr(why, sizeof why, "checkpoints/latest: does not name a checkpoint (\"%.40s\")", buf);
+                vita_fail_line(why, sizeof why, "checkpoints/latest: does not name a checkpoint (\"%.40s\")", buf);
             }
         } else if (errno == ENOENT) {
-            seterr(why, sizeof why, "checkpoints/latest: missing");
+            vita_fail_line(why, sizeof why, "checkpoints/latest: missing");
         } else {
-            seterr(why, sizeof why, "checkpoints/latest: cannot read: %s", strerror(errno));
+            vita_fail_line(why, sizeof why, "checkpoints/latest: cannot read: %s", strerror(errno));
         }
     }
 
     int ns = list_steps(dir, &steps);
     if (ns < 0) {
-        seterr(err, errlen, "%s: cannot list the directory: %s", dir, strerror(errno));
+        vita_fail_line(err, errlen, "%s: cannot list the directory: %s", dir, strerror(errno));
         goto done;
     }
     if (latest < 0 && ns == 0) {
-        seterr(err, errlen, "%s: no checkpoint to resume from (%s)", dir,
-               have_latest_file ? "`latest` is unreadable and there are no step_* files"
+        vita_fail_line(err, errlen, "%s: no checkpoint to resume from (%s)", dir,
+                       have_latest_file ? "`latest` is unreadable and there are no step_* files"
                                 : "no `latest` and no step_* files");
         goto done;
     }
     msgs = calloc((size_t)ns + 2, sizeof *msgs);
-    if (!msgs) { seterr(err, errlen, "%s: out of host memory", run_dir); goto done; }
+    if (!msgs) { vita_fail_line(err, errlen, "%s: out of host memory", run_dir); goto done; }
     if (latest < 0) msgs[n_msgs++] = xstrdup_or_null(why);
 
     /* candidates: the step `latest` names, then every listed step older than it (all listed
@@ -676,13 +608,13 @@ int ckpt_find_latest(const char* run_dir, char* weights_path, size_t wlen, long*
         step_file(wpath, pl, dir, s, "safetensors");
         char w2[512];
         if (read_state(spath, st, w2, sizeof w2)) {
-            seterr(why, sizeof why, "checkpoints/step_%08ld.state: %s", s, w2);
+            vita_fail_line(why, sizeof why, "checkpoints/step_%08ld.state: %s", s, w2);
             msgs[n_msgs++] = xstrdup_or_null(why);
             continue;
         }
         if (check_weights(wpath, s, w2, sizeof w2)) {
             ckpt_state_free(st);
-            seterr(why, sizeof why, "checkpoints/step_%08ld.safetensors: %s", s, w2);
+            vita_fail_line(why, sizeof why, "checkpoints/step_%08ld.safetensors: %s", s, w2);
             msgs[n_msgs++] = xstrdup_or_null(why);
             continue;
         }
@@ -695,13 +627,13 @@ int ckpt_find_latest(const char* run_dir, char* weights_path, size_t wlen, long*
     }
     fflush(stderr);
     if (found < 0) {
-        seterr(err, errlen, "%s: no usable checkpoint (%d tried, each rejected above)", dir, tried);
+        vita_fail_line(err, errlen, "%s: no usable checkpoint (%d tried, each rejected above)", dir, tried);
         goto done;
     }
     if (weights_path) {
         if (strlen(wpath) + 1 > wlen) {
             ckpt_state_free(st);
-            seterr(err, errlen, "%s: path too long for the caller's buffer", wpath);
+            vita_fail_line(err, errlen, "%s: path too long for the caller's buffer", wpath);
             goto done;
         }
         memcpy(weights_path, wpath, strlen(wpath) + 1);

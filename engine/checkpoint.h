@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomic.h"        /* write_file_atomic: small files, temp + fsync + rename */
 #include "safetensors.h"
 
 typedef struct {
@@ -46,7 +47,5 @@ const void* ckpt_blob(const CkptState* st, const char* name, size_t* bytes);   /
 void ckpt_state_free(CkptState* st);
 /* CRC-32 (IEEE, as zlib's crc32): pass 0 to start, the previous value to continue */
 uint32_t ckpt_crc32(uint32_t crc, const void* data, size_t n);
-/* atomic small-file write (temp in the same dir + fsync + rename + dir fsync) */
-int write_file_atomic(const char* path, const void* data, size_t bytes, char* err, size_t errlen);
 
 #endif

@@ -10,6 +10,8 @@
  * inputs the alignment probe uses. The file is written to a temporary name in the same
  * directory and renamed over --out when complete. */
 #include "features.h"
+#include "atomic.h"
+#include "numparse.h"
 #include "check.h"
 #include "dataset.h"
 #include "sha256.h"
@@ -43,15 +45,6 @@ static const char* FEATURES_USAGE =
     "  --batch B           images per forward pass (default 8)\n"
     "  --device cpu|cuda|auto  --threads N  --quiet  --help\n"
     "exit codes: 0 ok, 1 bad input (one line naming the file/flag), 2 internal error\n";
-
-static long parse_int(const char* flag, const char* s, long lo, long hi) {
-    char* end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        USER_ERROR("%s '%s': expected an integer in [%ld, %ld]", flag, s, lo, hi);
-    return v;
-}
 
 /* ---- HDF5 writing (every call checked) ------------------------------------------------ */
 #define H5OK(x, what)                                                                      \
@@ -142,9 +135,9 @@ int cmd_features(int argc, char** argv) {
         else if (!strcmp(a, "--out")) out = argv[++i];
         else if (!strcmp(a, "--layers")) layers_arg = argv[++i];
         else if (!strcmp(a, "--split")) split_arg = argv[++i];
-        else if (!strcmp(a, "--tokens")) tokens = (int)parse_int(a, argv[++i], 1, 1 << 20);
-        else if (!strcmp(a, "--batch")) batch = (int)parse_int(a, argv[++i], 1, 4096);
-        else if (!strcmp(a, "--threads")) threads = (int)parse_int(a, argv[++i], 0, 4096);
+        else if (!strcmp(a, "--tokens")) tokens = (int)arg_long(a, argv[++i], 1, 1 << 20);
+        else if (!strcmp(a, "--batch")) batch = (int)arg_long(a, argv[++i], 1, 4096);
+        else if (!strcmp(a, "--threads")) threads = (int)arg_long(a, argv[++i], 0, 4096);
         else if (!strcmp(a, "--device")) device = argv[++i];
         else if (!strcmp(a, "--channels")) channels = argv[++i];
         else if (!strcmp(a, "--normalize")) normalize = argv[++i];
@@ -326,13 +319,9 @@ int cmd_features(int argc, char** argv) {
     H5OK(H5Fflush(f, H5F_SCOPE_GLOBAL), "flush");
     H5OK(H5Fclose(f), "close");
     dataset_h5_unlock();
-    FILE* fp = fopen(tmp, "rb");
-    if (fp) { fsync(fileno(fp)); fclose(fp); }
-    if (rename(tmp, out) != 0) {
-        int e = errno;
-        unlink(tmp);
-        USER_ERROR("cannot rename %s to %s: %s", tmp, out, strerror(e));
-    }
+    (void)atomic_fsync_file(tmp);
+    int re = atomic_rename(tmp, out);
+    if (re) USER_ERROR("cannot rename %s to %s: %s", tmp, out, strerror(re));
     if (!quiet)
         fprintf(stderr, "vita features: wrote %s (%d images x %d layers%s) in %.1f s\n", out, N,
                 n_layers, tokens ? ", tokens" : "", now_s() - t0);

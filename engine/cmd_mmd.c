@@ -4,6 +4,7 @@
  * line naming the file, dataset or flag and the fix), uploads them and prints a table or JSON.
  * Exit codes: 0 ok, 1 user error, 2 internal error. */
 #include "cli.h"
+#include "numparse.h"
 #include "check.h"
 #include "h5read.h"
 #include "mmd.h"
@@ -63,16 +64,6 @@ static void valid_estimators(char* buf, size_t len) {
     buf[0] = '\0';
     for (int i = 0; i < EST_COUNT && k < len; i++)
         k += snprintf(buf + k, len - k, "%s%s", i ? ", " : "", mmd_estimator_name(ORDER[i]));
-}
-
-/* strict integer parse: the whole string, in [lo, hi] */
-static long parse_long(const char* flag, const char* s, long lo, long hi) {
-    char* end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        USER_ERROR("%s '%s': expected an integer in [%ld, %ld]", flag, s, lo, hi);
-    return v;
 }
 
 static double parse_pos(const char* flag, const char* s) {
@@ -255,9 +246,9 @@ int cmd_mmd(int argc, char** argv) {
             if (!S) USER_ERROR("--scales '%s': give positive numbers, e.g. 0.5,1,2", argv[i]);
             cfg.n_scales = S;
         } else if (!strcmp(a, "--permutations"))
-            cfg.permutations = (int)parse_long(a, argv[++i], 0, 1000000);
+            cfg.permutations = (int)arg_long(a, argv[++i], 0, 1000000);
         else if (!strcmp(a, "--bootstrap"))
-            cfg.bootstrap = (int)parse_long(a, argv[++i], 0, 1000000);
+            cfg.bootstrap = (int)arg_long(a, argv[++i], 0, 1000000);
         else if (!strcmp(a, "--seed")) {
             const char* v = argv[++i];
             char* end;
@@ -266,7 +257,7 @@ int cmd_mmd(int argc, char** argv) {
             if (errno || end == v || *end || v[0] == '-')
                 USER_ERROR("--seed '%s': expected a non-negative integer", v);
             cfg.seed = s;
-        } else if (!strcmp(a, "--threads")) threads = (int)parse_long(a, argv[++i], 0, 4096);
+        } else if (!strcmp(a, "--threads")) threads = (int)arg_long(a, argv[++i], 0, 4096);
         else if (!strcmp(a, "--device")) device = argv[++i];
         else if (a[0] == '-' && a[1])
             USER_ERROR("mmd: unknown option '%s'; see vita mmd --help", a);

@@ -1206,17 +1206,7 @@ void config_default(Config* c) {
     snprintf(c->dist_backend, sizeof c->dist_backend, "none");
     /* MAE's and SimCLR's published defaults (models/pretext.h) */
     c->pretrain = 0;
-    c->pt.objective = PRETEXT_MAE;
-    c->pt.mask_ratio = 0.75f;
-    c->pt.norm_pix_loss = 1;
-    c->pt.dec_dim = 512;
-    c->pt.dec_depth = 8;
-    c->pt.dec_heads = 16;
-    c->pt.temperature = 0.1f;
-    c->pt.proj_hidden = 2048;
-    c->pt.proj_dim = 128;
-    c->pt.pool = HEAD_POOL_MEAN;
-    c->pt.shuffle_pairs = 0;
+    pretext_config_default(&c->pt, PRETEXT_MAE);
     unsigned char none[MAX_KEYS] = {0};
     resolve(c, none);
 }

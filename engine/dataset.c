@@ -21,6 +21,8 @@
  * so, every HDF5 call made here runs under one process-wide recursive mutex
  * (dataset_h5_lock); other modules that call HDF5 while a loader thread reads should take it. */
 #include "dataset.h"
+#include "atomic.h"
+#include "errfmt.h"
 #include "check.h"
 
 #include <fcntl.h>
@@ -68,16 +70,6 @@ void dataset_h5_unlock(void) {
 int dataset_h5_serialized(void) {
     pthread_once(&g_once, h5_init_once);
     return g_serialize;
-}
-
-static int fail(char* err, size_t errlen, const char* fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
 }
 
 /* ---- small HDF5 helpers (caller holds the lock) ------------------------------------------- */
@@ -261,10 +253,10 @@ static int check_case_values(const Dataset* ds, int i, const float* img, const u
             for (size_t v = 0; v < vox; v++)
                 if (!isfinite(p[v])) {
                     size_t z = v / ((size_t)ds->H * ds->W), y = v / ds->W % ds->H, x = v % ds->W;
-                    return fail(err, errlen, "%s: /images case %d (%s) channel %s has %s at voxel "
-                                "(z,y,x)=(%zu,%zu,%zu); fix or drop this case and re-import",
-                                ds->path, i, ds->case_id[i], ds->channels[c],
-                                isnan(p[v]) ? "NaN" : "Inf", z, y, x);
+                    return vita_fail(err, errlen, "%s: /images case %d (%s) channel %s has %s at voxel "
+                                     "(z,y,x)=(%zu,%zu,%zu); fix or drop this case and re-import",
+                                     ds->path, i, ds->case_id[i], ds->channels[c],
+                                     isnan(p[v]) ? "NaN" : "Inf", z, y, x);
                 }
         }
     }
@@ -272,9 +264,9 @@ static int check_case_values(const Dataset* ds, int i, const float* img, const u
         size_t vox = (size_t)ds->D * ds->H * ds->W;
         for (size_t v = 0; v < vox; v++)
             if (seg[v] >= ds->n_labels)
-                return fail(err, errlen, "%s: /seg case %d (%s) has label %d but label_names lists "
-                            "%d labels (0..%d); fix the labels or extend the label_names attribute",
-                            ds->path, i, ds->case_id[i], seg[v], ds->n_labels, ds->n_labels - 1);
+                return vita_fail(err, errlen, "%s: /seg case %d (%s) has label %d but label_names lists "
+                                 "%d labels (0..%d); fix the labels or extend the label_names attribute",
+                                 ds->path, i, ds->case_id[i], seg[v], ds->n_labels, ds->n_labels - 1);
     }
     return 0;
 }
@@ -295,14 +287,14 @@ static int check_shape(const Dataset* ds, const char* name, const DsInfo* in, in
     char got[96];
     shape_str(got, sizeof got, in);
     if (in->rank >= 1 && in->dims[0] != (hsize_t)ds->n)
-        return fail(err, errlen, "%s: %s has %llu cases (first dimension) but /images has %d; every "
-                    "per-case dataset needs one row per case (re-create the file)", ds->path, name,
-                    (unsigned long long)in->dims[0], ds->n);
+        return vita_fail(err, errlen, "%s: %s has %llu cases (first dimension) but /images has %d; every "
+                         "per-case dataset needs one row per case (re-create the file)", ds->path, name,
+                         (unsigned long long)in->dims[0], ds->n);
     int ok = in->rank == rank;
     for (int d = 1; ok && d < rank; d++) ok = in->dims[d] == tail[d - 1];
     if (!ok)
-        return fail(err, errlen, "%s: %s has shape %s, expected %s; re-create the file", ds->path,
-                    name, got, want);
+        return vita_fail(err, errlen, "%s: %s has shape %s, expected %s; re-create the file", ds->path,
+                         name, got, want);
     return 0;
 }
 
@@ -312,36 +304,36 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
     double v[64];
     int rc = attr_str(f, "format", s, sizeof s);
     if (rc == -1)
-        return fail(err, errlen, "%s: no 'format' attribute on / — not a vita dataset (create one "
-                    "with 'vita phantom' or 'vita import')", P);
+        return vita_fail(err, errlen, "%s: no 'format' attribute on / — not a vita dataset (create one "
+                         "with 'vita phantom' or 'vita import')", P);
     if (rc < 0 || strcmp(s, "vita-dataset"))
-        return fail(err, errlen, "%s: format attribute is '%s', expected 'vita-dataset' (create the "
-                    "file with 'vita phantom' or 'vita import')", P, rc < 0 ? "(not a string)" : s);
+        return vita_fail(err, errlen, "%s: format attribute is '%s', expected 'vita-dataset' (create the "
+                         "file with 'vita phantom' or 'vita import')", P, rc < 0 ? "(not a string)" : s);
     rc = attr_num(f, "version", v, 1);
     if (rc < 0)
-        return fail(err, errlen, "%s: no integer 'version' attribute on /; write version=1 "
-                    "(SPEC.md §2)", P);
+        return vita_fail(err, errlen, "%s: no integer 'version' attribute on /; write version=1 "
+                         "(SPEC.md §2)", P);
     if (rc != 1 || v[0] != 1)
-        return fail(err, errlen, "%s: version attribute is %g but this vita reads vita-dataset "
-                    "version 1; upgrade vita or re-import the data", P, v[0]);
+        return vita_fail(err, errlen, "%s: version attribute is %g but this vita reads vita-dataset "
+                         "version 1; upgrade vita or re-import the data", P, v[0]);
     /* /images */
     DsInfo im;
     if (ds_info(f, "/images", &im))
-        return fail(err, errlen, "%s: no /images dataset (required: float32 or int16 "
-                    "[N,C,D,H,W]); re-create the file with 'vita import' or 'vita phantom'", P);
+        return vita_fail(err, errlen, "%s: no /images dataset (required: float32 or int16 "
+                         "[N,C,D,H,W]); re-create the file with 'vita import' or 'vita phantom'", P);
     if (im.rank != 5)
-        return fail(err, errlen, "%s: /images has rank %d, expected 5 [N,C,D,H,W] (use C=1 for one "
-                    "sequence, D=1 for 2D images)", P, im.rank);
+        return vita_fail(err, errlen, "%s: /images has rank %d, expected 5 [N,C,D,H,W] (use C=1 for one "
+                         "sequence, D=1 for 2D images)", P, im.rank);
     if (im.cls == H5T_FLOAT && im.size == 4) ds->images_int16 = 0;
     else if (im.cls == H5T_INTEGER && im.size == 2 && im.sign == H5T_SGN_2) ds->images_int16 = 1;
     else
-        return fail(err, errlen, "%s: /images has an unsupported type (%s, %zu bytes); store float32 "
-                    "or int16", P, im.cls == H5T_FLOAT ? "float" : im.cls == H5T_INTEGER ? "integer" :
-                    "non-numeric", im.size);
+        return vita_fail(err, errlen, "%s: /images has an unsupported type (%s, %zu bytes); store float32 "
+                         "or int16", P, im.cls == H5T_FLOAT ? "float" : im.cls == H5T_INTEGER ? "integer" :
+                         "non-numeric", im.size);
     for (int d = 0; d < 5; d++)
         if (im.dims[d] == 0 || im.dims[d] > 0x7fffffff)
-            return fail(err, errlen, "%s: /images dimension %d is %llu; every dimension of "
-                        "[N,C,D,H,W] must be 1 or more", P, d, (unsigned long long)im.dims[d]);
+            return vita_fail(err, errlen, "%s: /images dimension %d is %llu; every dimension of "
+                             "[N,C,D,H,W] must be 1 or more", P, d, (unsigned long long)im.dims[d]);
     ds->n = (int)im.dims[0];
     ds->C = (int)im.dims[1];
     ds->D = (int)im.dims[2];
@@ -349,50 +341,50 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
     ds->W = (int)im.dims[4];
     int N = ds->n, C = ds->C;
     if (C > DS_MAX_CHANNELS)
-        return fail(err, errlen, "%s: /images has C=%d channels, more than the %d vita supports; "
-                    "keep at most %d sequences", P, C, DS_MAX_CHANNELS, DS_MAX_CHANNELS);
+        return vita_fail(err, errlen, "%s: /images has C=%d channels, more than the %d vita supports; "
+                         "keep at most %d sequences", P, C, DS_MAX_CHANNELS, DS_MAX_CHANNELS);
     /* attrs */
     rc = attr_str(f, "channels", s, sizeof s);
     if (rc < 0)
-        return fail(err, errlen, "%s: no 'channels' string attribute on / (e.g. \"t2w,adc,hbv\", one "
-                    "name per /images channel); add it", P);
+        return vita_fail(err, errlen, "%s: no 'channels' string attribute on / (e.g. \"t2w,adc,hbv\", one "
+                         "name per /images channel); add it", P);
     int nc = split_names(s, ds->channels, DS_MAX_CHANNELS);
     if (nc != C)
-        return fail(err, errlen, "%s: channels attribute '%s' names %d channels but /images has "
-                    "C=%d; make them agree", P, s, nc, C);
+        return vita_fail(err, errlen, "%s: channels attribute '%s' names %d channels but /images has "
+                         "C=%d; make them agree", P, s, nc, C);
     for (int c = 0; c < C; c++)
         if (!ds->channels[c][0])
-            return fail(err, errlen, "%s: channels attribute '%s' has an empty name at position %d; "
-                        "name every channel", P, s, c);
+            return vita_fail(err, errlen, "%s: channels attribute '%s' has an empty name at position %d; "
+                             "name every channel", P, s, c);
     rc = attr_num(f, "spacing_zyx", v, 3);
     if (rc != 3 || !(v[0] > 0 && v[1] > 0 && v[2] > 0) || !isfinite(v[0] + v[1] + v[2]))
-        return fail(err, errlen, "%s: spacing_zyx attribute %s; write 3 positive numbers (z,y,x "
-                    "mm of the common grid)", P, rc == -1 ? "is missing" : "is not 3 positive numbers");
+        return vita_fail(err, errlen, "%s: spacing_zyx attribute %s; write 3 positive numbers (z,y,x "
+                         "mm of the common grid)", P, rc == -1 ? "is missing" : "is not 3 positive numbers");
     memcpy(ds->spacing_zyx, v, sizeof ds->spacing_zyx);
     if (attr_str(f, "label_names", s, sizeof s) == 0) {
         ds->n_labels = split_names(s, ds->label_names, DS_MAX_LABELS);
         if (ds->n_labels > DS_MAX_LABELS)
-            return fail(err, errlen, "%s: label_names lists %d labels, at most %d are supported",
-                        P, ds->n_labels, DS_MAX_LABELS);
+            return vita_fail(err, errlen, "%s: label_names lists %d labels, at most %d are supported",
+                             P, ds->n_labels, DS_MAX_LABELS);
     }
     if (attr_str(f, "class_names", s, sizeof s) == 0) {
         ds->n_classes = split_names(s, ds->class_names, DS_MAX_LABELS);
         if (ds->n_classes > DS_MAX_LABELS)
-            return fail(err, errlen, "%s: class_names lists %d classes, at most %d are supported",
-                        P, ds->n_classes, DS_MAX_LABELS);
+            return vita_fail(err, errlen, "%s: class_names lists %d classes, at most %d are supported",
+                             P, ds->n_classes, DS_MAX_LABELS);
     }
     DsInfo in;
     hsize_t tail[4];
     char want[96];
     /* /case_id */
     if (ds_info(f, "/case_id", &in))
-        return fail(err, errlen, "%s: no /case_id dataset (strings [N], one id per case); add it",
-                    P);
+        return vita_fail(err, errlen, "%s: no /case_id dataset (strings [N], one id per case); add it",
+                         P);
     snprintf(want, sizeof want, "[%d] strings", N);
     if (check_shape(ds, "/case_id", &in, 1, tail, want, err, errlen)) return 1;
     if (in.cls != H5T_STRING)
-        return fail(err, errlen, "%s: /case_id is not a string dataset; store the case ids as "
-                    "strings [N]", P);
+        return vita_fail(err, errlen, "%s: /case_id is not a string dataset; store the case ids as "
+                         "strings [N]", P);
     ds->case_id = xcalloc(N, sizeof *ds->case_id);
     {
         hid_t d = H5Dopen2(f, "/case_id", H5P_DEFAULT);
@@ -427,35 +419,35 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
         H5Tclose(m);
         H5Tclose(t);
         H5Dclose(d);
-        if (!ok) return fail(err, errlen, "%s: cannot read /case_id (damaged file?)", P);
+        if (!ok) return vita_fail(err, errlen, "%s: cannot read /case_id (damaged file?)", P);
     }
     /* /split */
     if (ds_info(f, "/split", &in))
-        return fail(err, errlen, "%s: no /split dataset (uint8 [N]: 0 train, 1 val, 2 test, 3 "
-                    "probe); add it", P);
+        return vita_fail(err, errlen, "%s: no /split dataset (uint8 [N]: 0 train, 1 val, 2 test, 3 "
+                         "probe); add it", P);
     snprintf(want, sizeof want, "[%d]", N);
     if (check_shape(ds, "/split", &in, 1, tail, want, err, errlen)) return 1;
     if (in.cls != H5T_INTEGER)
-        return fail(err, errlen, "%s: /split must be an integer dataset (uint8 [N])", P);
+        return vita_fail(err, errlen, "%s: /split must be an integer dataset (uint8 [N])", P);
     {
         int32_t* t = xcalloc(N, sizeof *t);
-        if (read_all(f, "/split", H5T_NATIVE_INT32, t)) { free(t); return fail(err, errlen, "%s: cannot read /split", P); }
+        if (read_all(f, "/split", H5T_NATIVE_INT32, t)) { free(t); return vita_fail(err, errlen, "%s: cannot read /split", P); }
         ds->split = xcalloc(N, 1);
         int ntrain = 0;
         for (int i = 0; i < N; i++) {
             if (t[i] < 0 || t[i] > 3) {
                 int bad = t[i];
                 free(t);
-                return fail(err, errlen, "%s: /split case %d (%s) is %d; use 0 train, 1 val, 2 test, "
-                            "3 probe", P, i, ds->case_id[i], bad);
+                return vita_fail(err, errlen, "%s: /split case %d (%s) is %d; use 0 train, 1 val, 2 test, "
+                                 "3 probe", P, i, ds->case_id[i], bad);
             }
             ds->split[i] = (uint8_t)t[i];
             ntrain += t[i] == SPLIT_TRAIN;
         }
         free(t);
         if (!ntrain)
-            return fail(err, errlen, "%s: /split has no training cases (value 0); assign some cases "
-                        "to the train split", P);
+            return vita_fail(err, errlen, "%s: /split has no training cases (value 0); assign some cases "
+                             "to the train split", P);
     }
     /* /fold (optional) */
     ds->fold = xmalloc(N);
@@ -465,14 +457,14 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
         int32_t* t = xcalloc(N, sizeof *t);
         if (in.cls != H5T_INTEGER || read_all(f, "/fold", H5T_NATIVE_INT32, t)) {
             free(t);
-            return fail(err, errlen, "%s: /fold must be an integer dataset (int8 [N], -1 = none)", P);
+            return vita_fail(err, errlen, "%s: /fold must be an integer dataset (int8 [N], -1 = none)", P);
         }
         for (int i = 0; i < N; i++) {
             if (t[i] < -1 || t[i] > 127) {
                 int bad = t[i];
                 free(t);
-                return fail(err, errlen, "%s: /fold case %d (%s) is %d; folds are 0..127, -1 = "
-                            "none", P, i, ds->case_id[i], bad);
+                return vita_fail(err, errlen, "%s: /fold case %d (%s) is %d; folds are 0..127, -1 = "
+                                 "none", P, i, ds->case_id[i], bad);
             }
             ds->fold[i] = (int8_t)t[i];
         }
@@ -486,7 +478,7 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
         snprintf(want, sizeof want, "[%d,%d] (cases x channels)", N, C);
         if (check_shape(ds, "/channel_present", &in, 2, tail, want, err, errlen)) return 1;
         if (in.cls != H5T_INTEGER || read_all(f, "/channel_present", H5T_NATIVE_UINT8, ds->channel_present))
-            return fail(err, errlen, "%s: /channel_present must be uint8 [N,C]", P);
+            return vita_fail(err, errlen, "%s: /channel_present must be uint8 [N,C]", P);
         for (long k = 0; k < (long)N * C; k++) ds->channel_present[k] = ds->channel_present[k] != 0;
     }
     /* /seg (optional) */
@@ -495,10 +487,10 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
         snprintf(want, sizeof want, "[%d,%d,%d,%d] (the /images grid)", N, ds->D, ds->H, ds->W);
         if (check_shape(ds, "/seg", &in, 4, tail, want, err, errlen)) return 1;
         if (in.cls != H5T_INTEGER || in.size != 1)
-            return fail(err, errlen, "%s: /seg must be uint8 [N,D,H,W]; convert the labels", P);
+            return vita_fail(err, errlen, "%s: /seg must be uint8 [N,D,H,W]; convert the labels", P);
         if (ds->n_labels < 1)
-            return fail(err, errlen, "%s: /seg exists but the label_names attribute is missing; add "
-                        "e.g. label_names=\"background,tz,pz,lesion\"", P);
+            return vita_fail(err, errlen, "%s: /seg exists but the label_names attribute is missing; add "
+                             "e.g. label_names=\"background,tz,pz,lesion\"", P);
         ds->has_seg = 1;
     }
     /* /cls (optional) */
@@ -506,18 +498,18 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
         snprintf(want, sizeof want, "[%d]", N);
         if (check_shape(ds, "/cls", &in, 1, tail, want, err, errlen)) return 1;
         if (in.cls != H5T_INTEGER)
-            return fail(err, errlen, "%s: /cls must be int32 [N] (-1 = unknown)", P);
+            return vita_fail(err, errlen, "%s: /cls must be int32 [N] (-1 = unknown)", P);
         if (ds->n_classes < 1)
-            return fail(err, errlen, "%s: /cls exists but the class_names attribute is missing; add "
-                        "e.g. class_names=\"benign,csPCa\"", P);
+            return vita_fail(err, errlen, "%s: /cls exists but the class_names attribute is missing; add "
+                             "e.g. class_names=\"benign,csPCa\"", P);
         ds->cls = xcalloc(N, sizeof *ds->cls);
         if (read_all(f, "/cls", H5T_NATIVE_INT32, ds->cls))
-            return fail(err, errlen, "%s: cannot read /cls", P);
+            return vita_fail(err, errlen, "%s: cannot read /cls", P);
         for (int i = 0; i < N; i++)
             if (ds->cls[i] < -1 || ds->cls[i] >= ds->n_classes)
-                return fail(err, errlen, "%s: /cls case %d (%s) is %d but class_names lists %d "
-                            "classes; use 0..%d or -1 for unknown", P, i, ds->case_id[i],
-                            ds->cls[i], ds->n_classes, ds->n_classes - 1);
+                return vita_fail(err, errlen, "%s: /cls case %d (%s) is %d but class_names lists %d "
+                                 "classes; use 0..%d or -1 for unknown", P, i, ds->case_id[i],
+                                 ds->cls[i], ds->n_classes, ds->n_classes - 1);
         ds->has_cls = 1;
     }
     /* /geometry (optional group; when present, all five datasets) */
@@ -534,30 +526,30 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
                         ds->g_crop_offset};
         for (int k = 0; k < 5; k++) {
             if (ds_info(f, names[k], &in))
-                return fail(err, errlen, "%s: /geometry exists but %s is missing; write all of "
-                            "spacing, origin, direction, shape_original, crop_offset", P, names[k]);
+                return vita_fail(err, errlen, "%s: /geometry exists but %s is missing; write all of "
+                                 "spacing, origin, direction, shape_original, crop_offset", P, names[k]);
             tail[0] = k == 2 ? 9 : 3;
             snprintf(want, sizeof want, "[%d,%d]", N, (int)tail[0]);
             if (check_shape(ds, names[k], &in, 2, tail, want, err, errlen)) return 1;
             if (read_all(f, names[k], k < 3 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32, dst[k]))
-                return fail(err, errlen, "%s: cannot read %s (numeric [N,%d] expected)", P,
-                            names[k], (int)tail[0]);
+                return vita_fail(err, errlen, "%s: cannot read %s (numeric [N,%d] expected)", P,
+                                 names[k], (int)tail[0]);
         }
         /* optional: spacing of the resampled grid (absent = no resampling, grid = spacing) */
         if (exists(f, "/geometry/grid_spacing")) {
             const char* gname = "/geometry/grid_spacing";
-            if (ds_info(f, gname, &in)) return fail(err, errlen, "%s: cannot open %s", P, gname);
+            if (ds_info(f, gname, &in)) return vita_fail(err, errlen, "%s: cannot open %s", P, gname);
             tail[0] = 3;
             snprintf(want, sizeof want, "[%d,3]", N);
             if (check_shape(ds, gname, &in, 2, tail, want, err, errlen)) return 1;
             ds->g_grid_spacing = xcalloc((size_t)N * 3, sizeof(double));
             if (read_all(f, gname, H5T_NATIVE_DOUBLE, ds->g_grid_spacing))
-                return fail(err, errlen, "%s: cannot read %s (numeric [N,3] expected)", P, gname);
+                return vita_fail(err, errlen, "%s: cannot read %s (numeric [N,3] expected)", P, gname);
             for (int i = 0; i < N * 3; i++)
                 if (!(ds->g_grid_spacing[i] > 0) || !isfinite(ds->g_grid_spacing[i]))
-                    return fail(err, errlen, "%s: %s case %d (%s) holds %g; spacings must be "
-                                "positive mm (re-import the data)", P, gname, i / 3,
-                                ds->case_id[i / 3], ds->g_grid_spacing[i]);
+                    return vita_fail(err, errlen, "%s: %s case %d (%s) holds %g; spacings must be "
+                                     "positive mm (re-import the data)", P, gname, i / 3,
+                                     ds->case_id[i / 3], ds->g_grid_spacing[i]);
         }
     } else {
         for (int i = 0; i < N; i++)
@@ -573,7 +565,7 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
         H5G_info_t gi;
         if (g < 0 || H5Gget_info(g, &gi) < 0) {
             if (g >= 0) H5Gclose(g);
-            return fail(err, errlen, "%s: /targets is not a group of datasets", P);
+            return vita_fail(err, errlen, "%s: /targets is not a group of datasets", P);
         }
         for (hsize_t k = 0; k < gi.nlinks; k++) {
             char nm[256];
@@ -581,20 +573,20 @@ static int open_validate(Dataset* ds, hid_t f, char* err, size_t errlen) {
                                              H5P_DEFAULT);
             if (len < 0 || len >= DS_NAME || ds->n_targets >= 4) {
                 H5Gclose(g);
-                return fail(err, errlen, "%s: /targets holds more than 4 datasets or a name longer "
-                            "than %d characters; keep at most 4 short names", P, DS_NAME - 1);
+                return vita_fail(err, errlen, "%s: /targets holds more than 4 datasets or a name longer "
+                                 "than %d characters; keep at most 4 short names", P, DS_NAME - 1);
             }
             char full[300];
             snprintf(full, sizeof full, "/targets/%s", nm);
             if (ds_info(f, full, &in) || in.rank != 5 || in.cls != H5T_FLOAT) {
                 H5Gclose(g);
-                return fail(err, errlen, "%s: %s must be a float32 dataset [N,C',D',H',W']", P, full);
+                return vita_fail(err, errlen, "%s: %s must be a float32 dataset [N,C',D',H',W']", P, full);
             }
             if (in.dims[0] != (hsize_t)N) {
                 H5Gclose(g);
-                return fail(err, errlen, "%s: %s has %llu cases (first dimension) but /images has %d; "
-                            "every per-case dataset needs one row per case (re-create the file)",
-                            P, full, (unsigned long long)in.dims[0], N);
+                return vita_fail(err, errlen, "%s: %s has %llu cases (first dimension) but /images has %d; "
+                                 "every per-case dataset needs one row per case (re-create the file)",
+                                 P, full, (unsigned long long)in.dims[0], N);
             }
             memcpy(ds->targets[ds->n_targets++], nm, (size_t)len + 1);  /* len < DS_NAME */
         }
@@ -608,19 +600,19 @@ int dataset_open(Dataset* ds, const char* path, char* err, size_t errlen) {
     ds->hid_file = -1;
     snprintf(ds->path, sizeof ds->path, "%s", path);
     if (access(path, R_OK) != 0)
-        return fail(err, errlen, "cannot read dataset %s: %s (check the path, or create one with "
-                    "'vita phantom --out %s')", path, strerror(errno), path);
+        return vita_fail(err, errlen, "cannot read dataset %s: %s (check the path, or create one with "
+                         "'vita phantom --out %s')", path, strerror(errno), path);
     dataset_h5_lock();
     ds->serialize = g_serialize;
     if (H5Fis_hdf5(path) <= 0) {
         dataset_h5_unlock();
-        return fail(err, errlen, "%s is not an HDF5 file (vita datasets come from 'vita phantom' or "
-                    "'vita import')", path);
+        return vita_fail(err, errlen, "%s is not an HDF5 file (vita datasets come from 'vita phantom' or "
+                         "'vita import')", path);
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         dataset_h5_unlock();
-        return fail(err, errlen, "cannot open %s as HDF5 (damaged, or still being written?)", path);
+        return vita_fail(err, errlen, "cannot open %s as HDF5 (damaged, or still being written?)", path);
     }
     ds->hid_file = f;
     int rc = open_validate(ds, f, err, errlen);
@@ -661,9 +653,9 @@ void dataset_close(Dataset* ds) {
 
 int dataset_read_case(Dataset* ds, int i, float* img, uint8_t* seg, char* err, size_t errlen) {
     if (i < 0 || i >= ds->n)
-        return fail(err, errlen, "%s: case %d out of range (the dataset has %d cases)", ds->path, i,
-                    ds->n);
-    if (ds->hid_file < 0) return fail(err, errlen, "%s: dataset is not open", ds->path);
+        return vita_fail(err, errlen, "%s: case %d out of range (the dataset has %d cases)", ds->path, i,
+                         ds->n);
+    if (ds->hid_file < 0) return vita_fail(err, errlen, "%s: dataset is not open", ds->path);
     hid_t f = (hid_t)ds->hid_file;
     int bad_img = 0, bad_seg = 0;
     dataset_h5_lock();
@@ -671,9 +663,9 @@ int dataset_read_case(Dataset* ds, int i, float* img, uint8_t* seg, char* err, s
     if (!bad_img && seg && ds->has_seg && read_row(f, "/seg", H5T_NATIVE_UINT8, i, seg)) bad_seg = 1;
     dataset_h5_unlock();
     if (bad_img || bad_seg)
-        return fail(err, errlen, "%s: cannot read %s of case %d (%s): damaged file or a filter "
-                    "(compression) this HDF5 lacks", ds->path, bad_img ? "/images" : "/seg", i,
-                    ds->case_id[i]);
+        return vita_fail(err, errlen, "%s: cannot read %s of case %d (%s): damaged file or a filter "
+                         "(compression) this HDF5 lacks", ds->path, bad_img ? "/images" : "/seg", i,
+                         ds->case_id[i]);
     return check_case_values(ds, i, ds->images_int16 ? NULL : img, seg, err, errlen);
 }
 
@@ -682,26 +674,26 @@ int dataset_read_target(Dataset* ds, int i, const char* name, float* out, int di
     char full[256];
     snprintf(full, sizeof full, "/targets/%s", name);
     if (i < 0 || i >= ds->n)
-        return fail(err, errlen, "%s: case %d out of range (the dataset has %d cases)", ds->path, i,
-                    ds->n);
+        return vita_fail(err, errlen, "%s: case %d out of range (the dataset has %d cases)", ds->path, i,
+                         ds->n);
     int found = 0;
     for (int k = 0; k < ds->n_targets; k++) found |= !strcmp(ds->targets[k], name);
     if (!found)
-        return fail(err, errlen, "%s: no %s (the dataset has %d targets); the task derives its "
-                    "targets from /images instead", ds->path, full, ds->n_targets);
+        return vita_fail(err, errlen, "%s: no %s (the dataset has %d targets); the task derives its "
+                         "targets from /images instead", ds->path, full, ds->n_targets);
     DsInfo in;
     dataset_h5_lock();
     int rc = ds_info((hid_t)ds->hid_file, full, &in);
     for (int d = 0; !rc && d < 4; d++) dims[d] = (int)in.dims[d + 1];
     if (!rc && out) rc = read_row((hid_t)ds->hid_file, full, H5T_NATIVE_FLOAT, i, out);
     dataset_h5_unlock();
-    if (rc) return fail(err, errlen, "%s: cannot read %s case %d", ds->path, full, i);
+    if (rc) return vita_fail(err, errlen, "%s: cannot read %s case %d", ds->path, full, i);
     if (out) {
         size_t n = (size_t)dims[0] * dims[1] * dims[2] * dims[3];
         for (size_t v = 0; v < n; v++)
             if (!isfinite(out[v]))
-                return fail(err, errlen, "%s: %s case %d (%s) has NaN/Inf; fix the targets", ds->path,
-                            full, i, ds->case_id[i]);
+                return vita_fail(err, errlen, "%s: %s case %d (%s) has NaN/Inf; fix the targets", ds->path,
+                                 full, i, ds->case_id[i]);
     }
     return 0;
 }
@@ -1005,35 +997,35 @@ static void writer_abort(DatasetWriter* w) {
 DatasetWriter* dataset_create(const char* path, const DatasetSpec* s, char* err, size_t errlen) {
     char names[DS_MAX_LABELS + 1][DS_NAME];
     if (s->n < 1 || s->C < 1 || s->D < 1 || s->H < 1 || s->W < 1) {
-        fail(err, errlen, "%s: dataset shape [N,C,D,H,W] = [%d,%d,%d,%d,%d] has a dimension below 1",
-             path, s->n, s->C, s->D, s->H, s->W);
+        vita_fail(err, errlen, "%s: dataset shape [N,C,D,H,W] = [%d,%d,%d,%d,%d] has a dimension below 1",
+                  path, s->n, s->C, s->D, s->H, s->W);
         return NULL;
     }
     if (s->C > DS_MAX_CHANNELS || !s->channels ||
         split_names(s->channels, names, DS_MAX_LABELS + 1) != s->C) {
-        fail(err, errlen, "%s: channels \"%s\" must name exactly C=%d channels (at most %d)", path,
-             s->channels ? s->channels : "(null)", s->C, DS_MAX_CHANNELS);
+        vita_fail(err, errlen, "%s: channels \"%s\" must name exactly C=%d channels (at most %d)", path,
+                  s->channels ? s->channels : "(null)", s->C, DS_MAX_CHANNELS);
         return NULL;
     }
     int n_labels = s->label_names ? split_names(s->label_names, names, DS_MAX_LABELS + 1) : 0;
     int n_classes = s->class_names ? split_names(s->class_names, names, DS_MAX_LABELS + 1) : 0;
     if ((s->label_names && (n_labels < 1 || n_labels > DS_MAX_LABELS)) ||
         (s->class_names && (n_classes < 1 || n_classes > DS_MAX_LABELS))) {
-        fail(err, errlen, "%s: label_names / class_names must list 1..%d names", path, DS_MAX_LABELS);
+        vita_fail(err, errlen, "%s: label_names / class_names must list 1..%d names", path, DS_MAX_LABELS);
         return NULL;
     }
     if (!(s->spacing_zyx[0] > 0 && s->spacing_zyx[1] > 0 && s->spacing_zyx[2] > 0)) {
-        fail(err, errlen, "%s: spacing_zyx must be 3 positive numbers", path);
+        vita_fail(err, errlen, "%s: spacing_zyx must be 3 positive numbers", path);
         return NULL;
     }
     if (s->gzip < 0 || s->gzip > 9) {
-        fail(err, errlen, "%s: gzip level %d; use 0 (none) to 9", path, s->gzip);
+        vita_fail(err, errlen, "%s: gzip level %d; use 0 (none) to 9", path, s->gzip);
         return NULL;
     }
     unsigned long long case_bytes = (unsigned long long)s->C * s->D * s->H * s->W * 4;
     if (case_bytes >= (1ull << 32) - 1) {
-        fail(err, errlen, "%s: one case is %.1f GiB, above HDF5's 4 GiB chunk limit; crop the images",
-             path, case_bytes / 1073741824.0);
+        vita_fail(err, errlen, "%s: one case is %.1f GiB, above HDF5's 4 GiB chunk limit; crop the images",
+                  path, case_bytes / 1073741824.0);
         return NULL;
     }
     DatasetWriter* w = xcalloc(1, sizeof *w);
@@ -1061,7 +1053,7 @@ DatasetWriter* dataset_create(const char* path, const DatasetSpec* s, char* err,
     dataset_h5_lock();
     int ok = 1;
     if (s->gzip && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0) {
-        fail(err, errlen, "%s: this HDF5 library has no gzip filter; write with gzip 0", path);
+        vita_fail(err, errlen, "%s: this HDF5 library has no gzip filter; write with gzip 0", path);
         ok = 0;
     }
     if (ok) {
@@ -1070,8 +1062,8 @@ DatasetWriter* dataset_create(const char* path, const DatasetSpec* s, char* err,
         w->f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
         H5Pclose(fcpl);
         if (w->f < 0) {
-            fail(err, errlen, "cannot create %s: %s (is the directory writable?)", w->tmp,
-                 strerror(errno ? errno : EACCES));
+            vita_fail(err, errlen, "cannot create %s: %s (is the directory writable?)", w->tmp,
+                      strerror(errno ? errno : EACCES));
             ok = 0;
         }
     }
@@ -1091,7 +1083,7 @@ DatasetWriter* dataset_create(const char* path, const DatasetSpec* s, char* err,
         dims[1] = s->D; dims[2] = s->H; dims[3] = s->W;
         if (ok && w->has_seg) w->d_seg = make_chunked(w->f, "/seg", H5T_STD_U8LE, 4, dims, s->gzip);
         ok = ok && w->d_img >= 0 && (!w->has_seg || w->d_seg >= 0);
-        if (!ok) fail(err, errlen, "cannot write %s (disk full or not writable?)", w->tmp);
+        if (!ok) vita_fail(err, errlen, "cannot write %s (disk full or not writable?)", w->tmp);
     }
     if (!ok) {
         writer_abort(w);
@@ -1267,20 +1259,16 @@ int dataset_finish(DatasetWriter* w, char* err, size_t errlen) {
     if (w->failed) {
         writer_abort(w);
         dataset_h5_unlock();
-        fail(err, errlen, "%s", w->err);
+        vita_fail(err, errlen, "%s", w->err);
         writer_free(w);
         return 1;
     }
     dataset_h5_unlock();
-    /* durable, then atomic: fsync the temp file, rename over the target */
-    int fd = open(w->tmp, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    if (rename(w->tmp, w->path) != 0) {
-        fail(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
-        unlink(w->tmp);
+    /* durable, then atomic: fsync the temp file (best effort), rename over the target */
+    (void)atomic_fsync_file(w->tmp);
+    int re = atomic_rename(w->tmp, w->path);
+    if (re) {
+        vita_fail(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(re));
         writer_free(w);
         return 1;
     }

@@ -3,6 +3,7 @@
  * Every call that reads is checked; closes of read-only handles are not, since nothing can be
  * lost when one fails and the data read is already complete. */
 #include "h5read.h"
+#include "errfmt.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -23,14 +24,6 @@ static void h5_quiet(void) {
     }
 }
 
-static void seterr(char* err, size_t errlen, const char* fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* "/x" for "x": users type dataset names with or without the leading slash */
 static void abs_name(char* out, size_t len, const char* name) {
     snprintf(out, len, "%s%s", name[0] == '/' ? "" : "/", name);
@@ -40,17 +33,17 @@ static void abs_name(char* out, size_t len, const char* name) {
 static hid_t open_file(const char* path, char* err, size_t errlen) {
     h5_quiet();
     if (access(path, R_OK) != 0) {
-        seterr(err, errlen, "cannot read %s: %s (check the path)", path, strerror(errno));
+        vita_fail(err, errlen, "cannot read %s: %s (check the path)", path, strerror(errno));
         return H5I_INVALID_HID;
     }
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) {
-        seterr(err, errlen, "%s is not an HDF5 file (vita mmd reads feature files from "
-               "'vita features' or any HDF5 file with a 2-D float dataset)", path);
+        vita_fail(err, errlen, "%s is not an HDF5 file (vita mmd reads feature files from "
+                  "'vita features' or any HDF5 file with a 2-D float dataset)", path);
         return H5I_INVALID_HID;
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) seterr(err, errlen, "cannot open %s as HDF5 (damaged or still being written?)", path);
+    if (f < 0) vita_fail(err, errlen, "cannot open %s as HDF5 (damaged or still being written?)", path);
     return f;
 }
 
@@ -131,14 +124,14 @@ static hid_t open_dataset(hid_t f, const char* path, const char* name, char* err
         char have[600];
         int k = list_open(f, NULL, have, sizeof have);
         if (k > 0)
-            seterr(err, errlen, "no dataset %s in %s; datasets there: %s", nm, path, have);
+            vita_fail(err, errlen, "no dataset %s in %s; datasets there: %s", nm, path, have);
         else
-            seterr(err, errlen, "no dataset %s in %s (the file holds no datasets)", nm, path);
+            vita_fail(err, errlen, "no dataset %s in %s (the file holds no datasets)", nm, path);
         return H5I_INVALID_HID;
     }
     hid_t o = H5Oopen(f, nm, H5P_DEFAULT);
     if (o < 0) {
-        seterr(err, errlen, "cannot open %s in %s (broken link?)", nm, path);
+        vita_fail(err, errlen, "cannot open %s in %s (broken link?)", nm, path);
         return H5I_INVALID_HID;
     }
     if (H5Iget_type(o) != H5I_DATASET) {
@@ -147,13 +140,13 @@ static hid_t open_dataset(hid_t f, const char* path, const char* name, char* err
         char pre[1030];
         snprintf(pre, sizeof pre, "%s/", nm);
         int k = list_open(f, pre, have, sizeof have);
-        seterr(err, errlen, "%s in %s is a group, not a dataset%s%s", nm, path,
-               k > 0 ? "; datasets in it: " : "", k > 0 ? have : "");
+        vita_fail(err, errlen, "%s in %s is a group, not a dataset%s%s", nm, path,
+                  k > 0 ? "; datasets in it: " : "", k > 0 ? have : "");
         return H5I_INVALID_HID;
     }
     H5Oclose(o);
     hid_t d = H5Dopen2(f, nm, H5P_DEFAULT);
-    if (d < 0) seterr(err, errlen, "cannot open dataset %s in %s", nm, path);
+    if (d < 0) vita_fail(err, errlen, "cannot open dataset %s in %s", nm, path);
     return d;
 }
 
@@ -186,50 +179,50 @@ int h5_read_matrix(const char* path, const char* dataset, float** out, long* row
     d = open_dataset(f, path, nm, err, errlen);
     if (d < 0) goto done;
     t = H5Dget_type(d);
-    if (t < 0) { seterr(err, errlen, "cannot read the type of %s in %s", nm, path); goto done; }
+    if (t < 0) { vita_fail(err, errlen, "cannot read the type of %s in %s", nm, path); goto done; }
     H5T_class_t cls = H5Tget_class(t);
     if (cls != H5T_FLOAT) {
-        seterr(err, errlen, "%s in %s is %s dataset; vita mmd needs float16/32/64 features "
-               "(convert it, e.g. to float32)", nm, path, class_name(cls));
+        vita_fail(err, errlen, "%s in %s is %s dataset; vita mmd needs float16/32/64 features "
+                  "(convert it, e.g. to float32)", nm, path, class_name(cls));
         goto done;
     }
     sp = H5Dget_space(d);
-    if (sp < 0) { seterr(err, errlen, "cannot read the shape of %s in %s", nm, path); goto done; }
+    if (sp < 0) { vita_fail(err, errlen, "cannot read the shape of %s in %s", nm, path); goto done; }
     int rank = H5Sget_simple_extent_ndims(sp);
-    if (rank < 0) { seterr(err, errlen, "cannot read the shape of %s in %s", nm, path); goto done; }
+    if (rank < 0) { vita_fail(err, errlen, "cannot read the shape of %s in %s", nm, path); goto done; }
     if (rank != 2) {
-        seterr(err, errlen, "%s in %s has rank %d; vita mmd needs a 2-D [rows, features] "
-               "dataset", nm, path, rank);
+        vita_fail(err, errlen, "%s in %s has rank %d; vita mmd needs a 2-D [rows, features] "
+                  "dataset", nm, path, rank);
         goto done;
     }
     hsize_t dims[2];
     if (H5Sget_simple_extent_dims(sp, dims, NULL) != 2) {
-        seterr(err, errlen, "cannot read the shape of %s in %s", nm, path);
+        vita_fail(err, errlen, "cannot read the shape of %s in %s", nm, path);
         goto done;
     }
     if (dims[0] == 0 || dims[1] == 0) {
-        seterr(err, errlen, "%s in %s is empty (shape [%llu, %llu]); it needs rows of features",
-               nm, path, (unsigned long long)dims[0], (unsigned long long)dims[1]);
+        vita_fail(err, errlen, "%s in %s is empty (shape [%llu, %llu]); it needs rows of features",
+                  nm, path, (unsigned long long)dims[0], (unsigned long long)dims[1]);
         goto done;
     }
     if (dims[0] > (hsize_t)INT32_MAX || dims[1] > (hsize_t)INT32_MAX ||
         dims[0] * dims[1] > (hsize_t)(SIZE_MAX / sizeof(float))) {
-        seterr(err, errlen, "%s in %s is too large ([%llu, %llu])", nm, path,
-               (unsigned long long)dims[0], (unsigned long long)dims[1]);
+        vita_fail(err, errlen, "%s in %s is too large ([%llu, %llu])", nm, path,
+                  (unsigned long long)dims[0], (unsigned long long)dims[1]);
         goto done;
     }
     size_t bytes = (size_t)(dims[0] * dims[1]) * sizeof(float);
     float* buf = malloc(bytes);
     if (!buf) {
-        seterr(err, errlen, "out of host memory reading %s from %s (%zu bytes)", nm, path, bytes);
+        vita_fail(err, errlen, "out of host memory reading %s from %s (%zu bytes)", nm, path, bytes);
         goto done;
     }
     /* the library converts any IEEE-like float layout (half, single, double, either byte
      * order) to native float on the way in */
     if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         free(buf);
-        seterr(err, errlen, "cannot read %s from %s (corrupt data or a missing compression "
-               "filter)", nm, path);
+        vita_fail(err, errlen, "cannot read %s from %s (corrupt data or a missing compression "
+                  "filter)", nm, path);
         goto done;
     }
     *out = buf;
@@ -257,7 +250,7 @@ long h5_dataset_len(const char* path, const char* dataset, char* err, size_t err
         hsize_t dims[H5S_MAX_RANK];
         if (rank == 0) len = 1;  /* a scalar holds one element */
         else if (rank > 0 && H5Sget_simple_extent_dims(sp, dims, NULL) == rank) len = (long)dims[0];
-        else seterr(err, errlen, "cannot read the shape of %s in %s", nm, path);
+        else vita_fail(err, errlen, "cannot read the shape of %s in %s", nm, path);
         if (sp >= 0) H5Sclose(sp);
         H5Dclose(d);
     }
@@ -292,31 +285,31 @@ int h5_read_str_attr(const char* path, const char* obj, const char* attr, char* 
     int rc = 1;
     hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID, mt = H5I_INVALID_HID;
     if (strcmp(nm, "/") && !link_exists(f, nm)) {
-        seterr(err, errlen, "no object %s in %s (looking for attribute '%s')", nm, path, attr);
+        vita_fail(err, errlen, "no object %s in %s (looking for attribute '%s')", nm, path, attr);
         goto done;
     }
     htri_t e = H5Aexists_by_name(f, nm, attr, H5P_DEFAULT);
     if (e <= 0) {
-        seterr(err, errlen, "no attribute '%s' on %s in %s", attr, nm, path);
+        vita_fail(err, errlen, "no attribute '%s' on %s in %s", attr, nm, path);
         goto done;
     }
     a = H5Aopen_by_name(f, nm, attr, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0) { seterr(err, errlen, "cannot open attribute '%s' on %s in %s", attr, nm, path); goto done; }
+    if (a < 0) { vita_fail(err, errlen, "cannot open attribute '%s' on %s in %s", attr, nm, path); goto done; }
     t = H5Aget_type(a);
     if (t < 0 || H5Tget_class(t) != H5T_STRING) {
-        seterr(err, errlen, "attribute '%s' on %s in %s is not a string", attr, nm, path);
+        vita_fail(err, errlen, "attribute '%s' on %s in %s is not a string", attr, nm, path);
         goto done;
     }
     htri_t vl = H5Tis_variable_str(t);
-    if (vl < 0) { seterr(err, errlen, "cannot read attribute '%s' on %s in %s", attr, nm, path); goto done; }
+    if (vl < 0) { vita_fail(err, errlen, "cannot read attribute '%s' on %s in %s", attr, nm, path); goto done; }
     mt = H5Tcopy(H5T_C_S1);
-    if (mt < 0) { seterr(err, errlen, "HDF5 type copy failed"); goto done; }
+    if (mt < 0) { vita_fail(err, errlen, "HDF5 type copy failed"); goto done; }
     H5T_cset_t cs = H5Tget_cset(t);
-    if (cs < 0 || H5Tset_cset(mt, cs) < 0) { seterr(err, errlen, "HDF5 charset query failed"); goto done; }
+    if (cs < 0 || H5Tset_cset(mt, cs) < 0) { vita_fail(err, errlen, "HDF5 charset query failed"); goto done; }
     if (vl) {
         char* s = NULL;
         if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &s) < 0) {
-            seterr(err, errlen, "cannot read attribute '%s' on %s in %s", attr, nm, path);
+            vita_fail(err, errlen, "cannot read attribute '%s' on %s in %s", attr, nm, path);
             goto done;
         }
         if (buf && buflen) snprintf(buf, buflen, "%s", s ? s : "");
@@ -327,7 +320,7 @@ int h5_read_str_attr(const char* path, const char* obj, const char* attr, char* 
         if (!tmp || H5Tset_size(mt, sz) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
             H5Tset_size(mt, sz + 1) < 0 || H5Aread(a, mt, tmp) < 0) {
             free(tmp);
-            seterr(err, errlen, "cannot read attribute '%s' on %s in %s", attr, nm, path);
+            vita_fail(err, errlen, "cannot read attribute '%s' on %s in %s", attr, nm, path);
             goto done;
         }
         if (buf && buflen) snprintf(buf, buflen, "%s", tmp);

@@ -106,7 +106,7 @@ static int label_onto(const char* path, const char* what, const Volume* g, Volum
     for (size_t k = 0; k < ng; k++) nz_dst += out->data[k] != 0;
     if (nz_src && !nz_dst) {
         volume_free(out);
-        return import_fail(err, errlen, "%s: the %s lies entirely outside the T2w image (origin / "
+        return vita_fail(err, errlen, "%s: the %s lies entirely outside the T2w image (origin / "
                      "direction / spacing inconsistent with the T2w file)", path, what);
     }
     return 0;
@@ -152,7 +152,7 @@ static int process_case(const ImportOptions* o, const ImportList* L, const Impor
             size_t inside = 0;
             for (size_t q = 0; q < ng; q++) inside += !isnan(ch[k].data[q]);
             if (inside * 2 < ng)
-                rc = import_fail(err, errlen, "%s: only %.0f%% of the T2w grid lies inside this image "
+                rc = vita_fail(err, errlen, "%s: only %.0f%% of the T2w grid lies inside this image "
                            "(origin / direction / spacing inconsistent with the T2w file)",
                            c->img[k], 100.0 * inside / ng);
         }
@@ -181,7 +181,7 @@ static int process_case(const ImportOptions* o, const ImportList* L, const Impor
             for (size_t q = 0; q < ng; q++) {
                 float a = gl.data[q];
                 if (a != 0 && a != 1 && a != 2) {
-                    rc = import_fail(err, errlen, "%s: anatomy label %g; Prostate158 anatomy holds 0, 1 (TZ), 2 (PZ)",
+                    rc = vita_fail(err, errlen, "%s: anatomy label %g; Prostate158 anatomy holds 0, 1 (TZ), 2 (PZ)",
                                c->gland, a);
                     break;
                 }
@@ -199,7 +199,7 @@ static int process_case(const ImportOptions* o, const ImportList* L, const Impor
             for (size_t q = 0; q < ng; q++) {
                 float a = roundf(les.data[q]);
                 if (a < 0 || a >= nl) {
-                    rc = import_fail(err, errlen, "%s: label %g outside label_names (0..%d: %s); fix the "
+                    rc = vita_fail(err, errlen, "%s: label %g outside label_names (0..%d: %s); fix the "
                                "image or pass --label-names", c->seg, les.data[q], nl - 1, L->label_names);
                     break;
                 }
@@ -208,7 +208,7 @@ static int process_case(const ImportOptions* o, const ImportList* L, const Impor
     }
     int n[3] = {g.nz, g.ny, g.nx};
     if (!rc && o->size[0] == 0 && (n[0] != size[0] || n[1] != size[1] || n[2] != size[2]))
-        rc = import_fail(err, errlen, "%s: grid %dx%dx%d (z,y,x) differs from the first case's %dx%dx%d; "
+        rc = vita_fail(err, errlen, "%s: grid %dx%dx%d (z,y,x) differs from the first case's %dx%dx%d; "
                    "pass --size D,H,W (and --spacing) for one common grid", c->img[0], n[0], n[1],
                    n[2], size[0], size[1], size[2]);
     if (!rc) {

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "errfmt.h"   /* vita_fail: the one-line error into (err, errlen) */
 
 #define IMP_PATH 1024
 #define IMP_CH 3          /* channels t2w, adc, hbv (in this order) */
@@ -46,8 +47,6 @@ typedef struct {
     const char* class_names;      /* NULL = no /cls */
 } ImportList;
 
-/* one-line error into err (printf style); returns 1 */
-int import_fail(char* err, size_t errlen, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 /* lists the cases of opts->layout under opts->src; 0, or 1 with one line in err */
 int import_list_cases(const ImportOptions* opts, ImportList* list, char* err, size_t errlen);
 void import_list_free(ImportList* list);

@@ -20,6 +20,8 @@
  *                one per line.
  * A case whose files are missing gets ImportCase.bad (the importer reports or skips it). */
 #include "import.h"
+#include "numparse.h"
+#include "errfmt.h"
 #include "check.h"
 
 #include <ctype.h>
@@ -32,14 +34,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int import_fail(char* err, size_t errlen, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return 1;
-}
 
 /* a path into IMP_PATH bytes; a longer one is a user error (never silently truncated) */
 static void pathf(char* out, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -126,7 +120,7 @@ static int csv_record(const char** p, char*** out) {
 static int csv_read(const char* path, Csv* c, char* err, size_t errlen) {
     memset(c, 0, sizeof *c);
     FILE* f = fopen(path, "rb");
-    if (!f) return import_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return vita_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char* text = xmalloc(cap);
     size_t got;
@@ -138,7 +132,7 @@ static int csv_read(const char* path, Csv* c, char* err, size_t errlen) {
     fclose(f);
     if (rerr) {
         free(text);
-        return import_fail(err, errlen, "%s: read error", path);
+        return vita_fail(err, errlen, "%s: read error", path);
     }
     text[n] = 0;
     const char* p = text;
@@ -146,7 +140,7 @@ static int csv_read(const char* path, Csv* c, char* err, size_t errlen) {
     while (*p == '\n' || *p == '\r') p++;
     if (!*p) {
         free(text);
-        return import_fail(err, errlen, "%s: empty CSV; a header row is needed", path);
+        return vita_fail(err, errlen, "%s: empty CSV; a header row is needed", path);
     }
     c->ncol = csv_record(&p, &c->head);
     int cap_rows = 64;
@@ -158,7 +152,7 @@ static int csv_read(const char* path, Csv* c, char* err, size_t errlen) {
         if (k > c->ncol) {
             for (int j = 0; j < k; j++) free(r[j]);
             free(r);
-            import_fail(err, errlen, "%s: row %d has %d fields but the header has %d; quote fields "
+            vita_fail(err, errlen, "%s: row %d has %d fields but the header has %d; quote fields "
                   "with commas", path, c->nrow + 2, k, c->ncol);
             csv_free(c);
             free(text);
@@ -177,15 +171,6 @@ static int csv_col(const Csv* c, const char* name) {
     for (int j = 0; j < c->ncol; j++)
         if (!strcasecmp(c->head[j], name)) return j;
     return -1;
-}
-
-static int parse_intstr(const char* s, long lo, long hi, long* out) {
-    char* end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return 1;
-    *out = v;
-    return 0;
 }
 
 /* ---- directory listing (sorted) ------------------------------------------------------- */
@@ -230,7 +215,7 @@ static ImportCase* find_case(ImportList* L, const char* id) {
 }
 
 static void set_bad(ImportCase* c, const char* what, const char* path) {
-    if (!c->bad[0]) import_fail(c->bad, sizeof c->bad, "%s %s is missing", what, path);
+    if (!c->bad[0]) vita_fail(c->bad, sizeof c->bad, "%s %s is missing", what, path);
 }
 
 /* path = dir/<id>.nii.gz, else dir/<id>.nii, else dir/<id>.mha; "" when none exists */
@@ -258,13 +243,13 @@ static int read_folds(const char* path, ImportList* L, char* err, size_t errlen)
             size_t m = strspn(s, "0123456789");
             if (!m || m > 3 || (strcmp(s + m, ".txt") && strcmp(s + m, ".csv"))) continue;
             memcpy(num, s, m);
-            parse_intstr(num, 0, 127, &k);
+            parse_long_in(num, 0, 127, &k);
             char fp[IMP_PATH * 2];
             snprintf(fp, sizeof fp, "%s/%s", path, names[i]);
             FILE* f = fopen(fp, "r");
             if (!f) {
                 free_names(names, n);
-                return import_fail(err, errlen, "%s: cannot open: %s", fp, strerror(errno));
+                return vita_fail(err, errlen, "%s: cannot open: %s", fp, strerror(errno));
             }
             char line[512];
             while (fgets(line, sizeof line, f)) {
@@ -279,7 +264,7 @@ static int read_folds(const char* path, ImportList* L, char* err, size_t errlen)
         }
         free_names(names, n);
         if (!used)
-            return import_fail(err, errlen, "%s: no fold<k>.txt / fold_<k>.txt files in this folds directory", path);
+            return vita_fail(err, errlen, "%s: no fold<k>.txt / fold_<k>.txt files in this folds directory", path);
         return 0;
     }
     Csv c;
@@ -288,7 +273,7 @@ static int read_folds(const char* path, ImportList* L, char* err, size_t errlen)
         js = csv_col(&c, "study_id");
     if (jf < 0 || (jc < 0 && (jp < 0 || js < 0))) {
         csv_free(&c);
-        return import_fail(err, errlen, "%s: folds CSV needs columns fold and case_id (or patient_id and "
+        return vita_fail(err, errlen, "%s: folds CSV needs columns fold and case_id (or patient_id and "
                      "study_id)", path);
     }
     for (int i = 0; i < c.nrow; i++) {
@@ -296,8 +281,8 @@ static int read_folds(const char* path, ImportList* L, char* err, size_t errlen)
         if (jc >= 0) snprintf(id, sizeof id, "%s", c.rows[i][jc]);
         else snprintf(id, sizeof id, "%s_%s", c.rows[i][jp], c.rows[i][js]);
         long k;
-        if (parse_intstr(c.rows[i][jf], 0, 127, &k)) {
-            import_fail(err, errlen, "%s: row %d: fold \"%s\" is not an integer 0..127", path, i + 2,
+        if (parse_long_in(c.rows[i][jf], 0, 127, &k)) {
+            vita_fail(err, errlen, "%s: row %d: fold \"%s\" is not an integer 0..127", path, i + 2,
                   c.rows[i][jf]);
             csv_free(&c);
             return 1;
@@ -316,7 +301,7 @@ static int read_marksheet(const char* path, ImportList* L, char* err, size_t err
         jy = csv_col(&c, "case_csPCa");
     if (jp < 0 || js < 0 || (ji < 0 && jy < 0)) {
         csv_free(&c);
-        return import_fail(err, errlen, "%s: marksheet needs columns patient_id, study_id and case_ISUP "
+        return vita_fail(err, errlen, "%s: marksheet needs columns patient_id, study_id and case_ISUP "
                      "or case_csPCa", path);
     }
     for (int i = 0; i < c.nrow; i++) {
@@ -325,14 +310,14 @@ static int read_marksheet(const char* path, ImportList* L, char* err, size_t err
         ImportCase* ic = find_case(L, id);
         if (!ic) continue;
         long isup;
-        if (ji >= 0 && c.rows[i][ji][0] && !parse_intstr(c.rows[i][ji], 0, 5, &isup)) {
+        if (ji >= 0 && c.rows[i][ji][0] && !parse_long_in(c.rows[i][ji], 0, 5, &isup)) {
             ic->cls = isup >= 2;
         } else if (jy >= 0 && (!strcasecmp(c.rows[i][jy], "YES") || !strcasecmp(c.rows[i][jy], "NO"))) {
             ic->cls = !strcasecmp(c.rows[i][jy], "YES");
         } else if ((ji >= 0 && c.rows[i][ji][0]) || (jy >= 0 && c.rows[i][jy][0])) {
             int line = i + 2;
             csv_free(&c);
-            return import_fail(err, errlen, "%s: row %d (%s): case_ISUP must be 0..5 and case_csPCa YES/NO",
+            return vita_fail(err, errlen, "%s: row %d (%s): case_ISUP must be 0..5 and case_csPCa YES/NO",
                          path, line, id);
         }
     }
@@ -351,7 +336,7 @@ static void init_case(ImportCase* c, const char* id) {
 static int list_picai(const ImportOptions* o, ImportList* L, char* err, size_t errlen) {
     int np, cap = 0;
     char** pats = list_dir(o->src, 1, &np);
-    if (!pats) return import_fail(err, errlen, "%s: cannot open the PI-CAI image directory: %s", o->src, strerror(errno));
+    if (!pats) return vita_fail(err, errlen, "%s: cannot open the PI-CAI image directory: %s", o->src, strerror(errno));
     for (int p = 0; p < np; p++) {
         char pdir[IMP_PATH];
         pathf(pdir, "%s/%s", o->src, pats[p]);
@@ -385,7 +370,7 @@ static int list_picai(const ImportOptions* o, ImportList* L, char* err, size_t e
     }
     free_names(pats, np);
     if (!L->n)
-        return import_fail(err, errlen, "%s: no <patient>/<patient>_<study>_t2w.mha files; is this the "
+        return vita_fail(err, errlen, "%s: no <patient>/<patient>_<study>_t2w.mha files; is this the "
                      "PI-CAI images directory (--layout picai)?", o->src);
     if (o->marksheet && read_marksheet(o->marksheet, L, err, errlen)) return 1;
     L->label_names = o->labels && o->gland ? "background,gland,lesion"
@@ -399,7 +384,7 @@ static int list_picai(const ImportOptions* o, ImportList* L, char* err, size_t e
 static int list_p158(const ImportOptions* o, ImportList* L, char* err, size_t errlen) {
     int nd, cap = 0;
     char** dirs = list_dir(o->src, 1, &nd);
-    if (!dirs) return import_fail(err, errlen, "%s: cannot open the Prostate158 directory: %s", o->src, strerror(errno));
+    if (!dirs) return vita_fail(err, errlen, "%s: cannot open the Prostate158 directory: %s", o->src, strerror(errno));
     for (int d = 0; d < nd; d++) {
         char cdir[IMP_PATH];
         pathf(cdir, "%s/%s", o->src, dirs[d]);
@@ -429,7 +414,7 @@ static int list_p158(const ImportOptions* o, ImportList* L, char* err, size_t er
     }
     free_names(dirs, nd);
     if (!L->n)
-        return import_fail(err, errlen, "%s: no <case>/t2.nii.gz directories; is this the Prostate158 "
+        return vita_fail(err, errlen, "%s: no <case>/t2.nii.gz directories; is this the Prostate158 "
                      "data directory (--layout prostate158)?", o->src);
     L->label_names = "background,tz,pz,lesion";
     L->class_names = "no_tumor,tumor";
@@ -446,7 +431,7 @@ static int list_flat(const ImportOptions* o, ImportList* L, char* err, size_t er
         j[k] = csv_col(&c, cols[k]);
         if (j[k] < 0 && k < 2) {
             csv_free(&c);
-            return import_fail(err, errlen, "%s: column %s missing; the flat CSV header is "
+            return vita_fail(err, errlen, "%s: column %s missing; the flat CSV header is "
                          "case_id,t2w,adc,hbv,seg,cls,split,fold", csv, cols[k]);
         }
     }
@@ -459,10 +444,10 @@ static int list_flat(const ImportOptions* o, ImportList* L, char* err, size_t er
         int line = i + 2;
         if (!r[j[0]][0] || strlen(r[j[0]]) >= 64) {
             csv_free(&c);
-            return import_fail(err, errlen, "%s: row %d: case_id must be 1..63 characters", csv, line);
+            return vita_fail(err, errlen, "%s: row %d: case_id must be 1..63 characters", csv, line);
         }
         if (find_case(L, r[j[0]])) {
-            int rc = import_fail(err, errlen, "%s: row %d: case_id %s appears twice", csv, line, r[j[0]]);
+            int rc = vita_fail(err, errlen, "%s: row %d: case_id %s appears twice", csv, line, r[j[0]]);
             csv_free(&c);
             return rc;
         }
@@ -479,8 +464,8 @@ static int list_flat(const ImportOptions* o, ImportList* L, char* err, size_t er
         if (ic.seg[0]) any_seg = 1, ic.seg_kind = SEG_FLAT;
         long v;
         if (j[5] >= 0 && r[j[5]][0]) {
-            if (parse_intstr(r[j[5]], -1, 255, &v)) {
-                import_fail(err, errlen, "%s: row %d: cls \"%s\" must be an integer (-1 = unknown)", csv, line, r[j[5]]);
+            if (parse_long_in(r[j[5]], -1, 255, &v)) {
+                vita_fail(err, errlen, "%s: row %d: cls \"%s\" must be an integer (-1 = unknown)", csv, line, r[j[5]]);
                 csv_free(&c);
                 return 1;
             }
@@ -491,23 +476,23 @@ static int list_flat(const ImportOptions* o, ImportList* L, char* err, size_t er
             static const char* sn[4] = {"train", "val", "test", "probe"};
             for (int s = 0; s < 4; s++)
                 if (!strcasecmp(r[j[6]], sn[s])) ic.split = s;
-            if (ic.split < 0 && !parse_intstr(r[j[6]], 0, 3, &v)) ic.split = (int)v;
+            if (ic.split < 0 && !parse_long_in(r[j[6]], 0, 3, &v)) ic.split = (int)v;
             if (ic.split < 0) {
                 csv_free(&c);
-                return import_fail(err, errlen, "%s: row %d: split must be train, val, test, probe or 0..3", csv, line);
+                return vita_fail(err, errlen, "%s: row %d: split must be train, val, test, probe or 0..3", csv, line);
             }
         }
         if (j[7] >= 0 && r[j[7]][0]) {
-            if (parse_intstr(r[j[7]], -1, 127, &v)) {
+            if (parse_long_in(r[j[7]], -1, 127, &v)) {
                 csv_free(&c);
-                return import_fail(err, errlen, "%s: row %d: fold must be an integer -1..127", csv, line);
+                return vita_fail(err, errlen, "%s: row %d: fold must be an integer -1..127", csv, line);
             }
             ic.fold = (int)v;
         }
         add_case(L, &cap, &ic);
     }
     csv_free(&c);
-    if (!L->n) return import_fail(err, errlen, "%s: no cases (only a header row)", csv);
+    if (!L->n) return vita_fail(err, errlen, "%s: no cases (only a header row)", csv);
     L->label_names = any_seg ? (o->label_names ? o->label_names : "background,foreground") : NULL;
     L->class_names = any_cls ? (o->class_names ? o->class_names : "negative,positive") : NULL;
     return 0;
@@ -519,7 +504,7 @@ int import_list_cases(const ImportOptions* o, ImportList* L, char* err, size_t e
     if (!strcmp(o->layout, "picai")) rc = list_picai(o, L, err, errlen);
     else if (!strcmp(o->layout, "prostate158")) rc = list_p158(o, L, err, errlen);
     else if (!strcmp(o->layout, "flat")) rc = list_flat(o, L, err, errlen);
-    else rc = import_fail(err, errlen, "--layout %s; use picai, prostate158 or flat", o->layout);
+    else rc = vita_fail(err, errlen, "--layout %s; use picai, prostate158 or flat", o->layout);
     if (!rc && o->folds) rc = read_folds(o->folds, L, err, errlen);
     if (rc) import_list_free(L);
     return rc;

@@ -2,6 +2,7 @@
  * options of `vita eval` / `vita predict`, the model / head / input reconstruction, the loader of
  * the split and the per-case loop. */
 #include "infer.h"
+#include "errfmt.h"
 #include "check.h"
 #include "checkpoint.h"
 #include "headmeta.h"
@@ -24,14 +25,6 @@ const char* const INFER_OPTIONS_HELP =
     "  --batch N              windows per forward (default: the run's data.batch, else 2)\n"
     "  --device cpu|cuda|auto --threads N  --quiet  --help\n";
 
-int infer_fail(char* err, size_t errlen, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return 1;
-}
-
 static int ends_with(const char* s, const char* suf) {
     size_t n = strlen(s), k = strlen(suf);
     return n >= k && !strcmp(s + n - k, suf);
@@ -48,10 +41,10 @@ int infer_check_writable(const char* path, int is_dir, char* err, size_t errlen)
     }
     struct stat sb;
     if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
-        return infer_fail(err, errlen, "%s: exists and is not a directory (choose another path)", dir);
+        return vita_fail(err, errlen, "%s: exists and is not a directory (choose another path)", dir);
     if (access(dir, W_OK) != 0)
-        return infer_fail(err, errlen, "%s: cannot write there: %s (choose a writable location)", path,
-                          strerror(errno));
+        return vita_fail(err, errlen, "%s: cannot write there: %s (choose a writable location)", path,
+                         strerror(errno));
     return 0;
 }
 
@@ -142,27 +135,27 @@ static int open_source(Infer* I, char* err, size_t errlen) {
     const char* src = I->a.src;
     struct stat sb;
     if (stat(src, &sb))
-        return infer_fail(err, errlen, "%s: %s (expected a run directory or a .safetensors checkpoint)",
+        return vita_fail(err, errlen, "%s: %s (expected a run directory or a .safetensors checkpoint)",
                     src, strerror(errno));
     I->run_dir = S_ISDIR(sb.st_mode);
     if (I->run_dir) {
         I->cfg = xcalloc(1, sizeof *I->cfg);
         char cpath[2048], e2[1024];
         snprintf(cpath, sizeof cpath, "%s/config.yaml", src);
-        if (config_load(I->cfg, cpath, NULL, 0, e2, sizeof e2)) return infer_fail(err, errlen, "%s", e2);
+        if (config_load(I->cfg, cpath, NULL, 0, e2, sizeof e2)) return vita_fail(err, errlen, "%s", e2);
         snprintf(I->weights, sizeof I->weights, "%s/checkpoints/best.safetensors", src);
         if (stat(I->weights, &sb)) {
             long step = -1;
             CkptState cs;
             memset(&cs, 0, sizeof cs);
             if (ckpt_find_latest(src, I->weights, sizeof I->weights, &step, &cs, e2, sizeof e2))
-                return infer_fail(err, errlen, "%s: no best.safetensors and no usable step checkpoint (%s)",
+                return vita_fail(err, errlen, "%s: no best.safetensors and no usable step checkpoint (%s)",
                             src, e2);
             ckpt_state_free(&cs);
         }
     } else {
         if (!ends_with(src, ".safetensors"))
-            return infer_fail(err, errlen, "%s: expected a run directory or a .safetensors checkpoint", src);
+            return vita_fail(err, errlen, "%s: expected a run directory or a .safetensors checkpoint", src);
         snprintf(I->weights, sizeof I->weights, "%s", src);
     }
     if (st_open(&I->st, I->weights, err, errlen)) return 1;
@@ -177,29 +170,29 @@ static int model_configs(Infer* I, char* err, size_t errlen) {
     char e2[1024];
     const char* js = st_meta(&I->st, "model");
     if (js) {
-        if (vit_config_from_json(&I->vc, js, e2, sizeof e2)) return infer_fail(err, errlen, "%s: %s", w, e2);
+        if (vit_config_from_json(&I->vc, js, e2, sizeof e2)) return vita_fail(err, errlen, "%s: %s", w, e2);
     } else if (cfg) {
         I->vc = cfg->vit;
     } else {
-        return infer_fail(err, errlen, "%s: no 'model' config in its metadata; use the run directory instead", w);
+        return vita_fail(err, errlen, "%s: no 'model' config in its metadata; use the run directory instead", w);
     }
     js = st_meta(&I->st, "head");
     if (js) {
         if (head_config_from_json(&I->hc, js, I->vc.spatial_dims, e2, sizeof e2))
-            return infer_fail(err, errlen, "%s: %s", w, e2);
+            return vita_fail(err, errlen, "%s: %s", w, e2);
     } else if (cfg) {
         I->hc = cfg->head;
         I->hc.task = cfg->task;
     } else {
-        return infer_fail(err, errlen, "%s: no 'head' config in its metadata; use the run directory instead", w);
+        return vita_fail(err, errlen, "%s: no 'head' config in its metadata; use the run directory instead", w);
     }
-    if (head_config_check(&I->hc, &I->vc, e2, sizeof e2)) return infer_fail(err, errlen, "%s: %s", w, e2);
+    if (head_config_check(&I->hc, &I->vc, e2, sizeof e2)) return vita_fail(err, errlen, "%s: %s", w, e2);
     I->task = I->hc.task;
     I->K = I->task == HEAD_CLASSIFY || I->task == HEAD_SEGMENT ? I->hc.num_classes : 1;
     js = st_meta(&I->st, "input");
     if (js) {
         if (input_meta_from_json(js, I->channels, sizeof I->channels, &I->mode, &I->context, e2, sizeof e2))
-            return infer_fail(err, errlen, "%s: %s", w, e2);
+            return vita_fail(err, errlen, "%s: %s", w, e2);
     } else if (cfg) {
         infer_input(&I->vc, cfg->input_context, I->channels, sizeof I->channels, &I->mode, &I->context);
         I->mode = cfg->input_mode;
@@ -226,16 +219,16 @@ static int open_data(Infer* I, char* err, size_t errlen) {
     const char* data = I->a.data;
     if (!data) {
         if (I->cfg && I->cfg->data_path[0]) data = I->a.data = I->cfg->data_path;
-        else return infer_fail(err, errlen, "--data DATA.h5 is required with a checkpoint");
+        else return vita_fail(err, errlen, "--data DATA.h5 is required with a checkpoint");
     }
     if (dataset_open(&I->ds, data, err, errlen)) return 1;
     I->ok_ds = 1;
     if (I->task == HEAD_SEGMENT) {
         if (!I->ds.has_seg)
-            return infer_fail(err, errlen, "%s has no /seg labels; a segmentation model is evaluated "
+            return vita_fail(err, errlen, "%s has no /seg labels; a segmentation model is evaluated "
                         "against them (add /seg, or use a dataset that has it)", data);
         if (I->ds.n_labels > I->hc.num_classes)
-            return infer_fail(err, errlen, "%s has %d labels (%s, ...) but the model predicts %d classes; "
+            return vita_fail(err, errlen, "%s has %d labels (%s, ...) but the model predicts %d classes; "
                         "use a dataset with the model's label set", data, I->ds.n_labels,
                         I->ds.label_names[0], I->hc.num_classes);
     }
@@ -257,7 +250,7 @@ static int open_data(Infer* I, char* err, size_t errlen) {
     if (loader_open(&I->L, &I->ds, &lc, err, errlen)) return 1;
     I->ok_L = 1;
     if (I->L.n_items == 0)
-        return infer_fail(err, errlen, "%s: no cases in split %s (vita info %s lists the splits)", data,
+        return vita_fail(err, errlen, "%s: no cases in split %s (vita info %s lists the splits)", data,
                     I->a.split_name, data);
     if (!I->a.quiet)
         for (int c = 0; c < I->L.C_seq; c++)
@@ -278,11 +271,11 @@ int infer_open(Infer* I, const InferArgs* a, char* err, size_t errlen) {
     I->a = *a;
     err[0] = '\0';
     I->split = infer_split_index(a->split_name);
-    if (I->split < 0) return infer_fail(err, errlen, "--split '%s': expected train, val, test or probe", a->split_name);
+    if (I->split < 0) return vita_fail(err, errlen, "--split '%s': expected train, val, test or probe", a->split_name);
     if (open_source(I, err, errlen) || model_configs(I, err, errlen) || open_data(I, err, errlen))
         return 1;
     const char* dev = a->device ? a->device : (I->cfg && I->cfg->device[0] ? I->cfg->device : "auto");
-    if (ctx_open(&I->ctx, dev, a->threads, 1)) return infer_fail(err, errlen, "cannot open device '%s'", dev);
+    if (ctx_open(&I->ctx, dev, a->threads, 1)) return vita_fail(err, errlen, "cannot open device '%s'", dev);
     I->ok_ctx = 1;
     vit_create(&I->m, &I->ctx, &I->vc);
     vit_alloc_activations(&I->m, I->sc.batch);
@@ -290,7 +283,7 @@ int infer_open(Infer* I, const InferArgs* a, char* err, size_t errlen) {
     VitLoadReport rep;
     if (vit_load_weights(&I->m, I->weights, 0, &rep)) return 1;   /* printed its own line */
     if (rep.missing)
-        return infer_fail(err, errlen, "%s: %d encoder tensors missing; not a fine-tuned checkpoint of this model",
+        return vita_fail(err, errlen, "%s: %d encoder tensors missing; not a fine-tuned checkpoint of this model",
                     I->weights, rep.missing);
     head_create(&I->h, &I->ctx, &I->hc, &I->m);
     head_alloc_activations(&I->h, I->sc.batch);
@@ -325,7 +318,7 @@ int infer_cases(Infer* I, const int* items, int n, CaseTable* t, InferCaseFn fn,
         I->cls = -1;
         if (slide_case(&I->m, &I->h, &I->L, ci, &I->sc, I->out, I->task == HEAD_SEGMENT ? I->seg : NULL,
                        &I->cls, I->target, e2, sizeof e2))
-            return infer_fail(err, errlen, "case %s: %s", I->ds.case_id[ci], e2);
+            return vita_fail(err, errlen, "case %s: %s", I->ds.case_id[ci], e2);
         casetab_add(t, &I->ds, ci, I->out, I->seg, I->cls, I->target);
         if (fn && fn(user, I, ci, err, errlen)) return 1;
         if (!I->a.quiet) {

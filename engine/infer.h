@@ -26,6 +26,7 @@
 #include "loader.h"
 #include "safetensors.h"
 #include "slidewin.h"
+#include "errfmt.h"   /* vita_fail: the one-line error into (err, errlen) */
 
 typedef struct {
     const char* src;           /* RUN_DIR or CKPT.safetensors */
@@ -88,9 +89,6 @@ int infer_cases(Infer* I, const int* items, int n, CaseTable* t, InferCaseFn fn,
 /* 0 when `path`'s directory (is_dir: path itself) exists and is writable, so a long run does
  * not end on an unwritable output; else 1 with err */
 int infer_check_writable(const char* path, int is_dir, char* err, size_t errlen);
-
-/* one line into err (printf style); returns 1 */
-int infer_fail(char* err, size_t errlen, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* "train" | "val" | "test" | "probe" -> SPLIT_*, -1 otherwise */
 int infer_split_index(const char* name);

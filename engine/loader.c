@@ -1,5 +1,6 @@
 /* engine/loader.c — batch assembly and background prefetch (see loader.h). */
 #include "loader.h"
+#include "errfmt.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -44,14 +45,6 @@ struct LoaderPriv {
 };
 
 typedef struct { Loader* L; int w; } WorkerArg;
-
-static int fail(char* err, size_t errlen, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return 1;
-}
 
 void loader_defaults(LoaderConfig* c) {
     memset(c, 0, sizeof *c);
@@ -489,10 +482,10 @@ static int select_items(Loader* L, char* err, size_t errlen) {
         L->items[L->n_items++] = i;
     }
     if (!L->n_items)
-        return fail(err, errlen, "%s: no cases for split %d%s%s (fold %d)%s: check /split and "
-                    "/fold or the data.fold setting", ds->path, cf->split,
-                    cf->split == SPLIT_TRAIN ? " (train)" : "", cf->split == SPLIT_VAL ? " (val)" : "",
-                    cf->fold, dropped ? ", after dropping cases without a label/target channel" : "");
+        return vita_fail(err, errlen, "%s: no cases for split %d%s%s (fold %d)%s: check /split and "
+                         "/fold or the data.fold setting", ds->path, cf->split,
+                         cf->split == SPLIT_TRAIN ? " (train)" : "", cf->split == SPLIT_VAL ? " (val)" : "",
+                         cf->fold, dropped ? ", after dropping cases without a label/target channel" : "");
     return 0;
 }
 
@@ -502,25 +495,25 @@ int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size
     L->ds = ds;
     LoaderConfig* cf = &L->cfg;
     L->C_in = ds->C;
-    if (cf->batch < 1) return fail(err, errlen, "data.batch must be >= 1 (got %d)", cf->batch);
+    if (cf->batch < 1) return vita_fail(err, errlen, "data.batch must be >= 1 (got %d)", cf->batch);
     if (cf->world < 1 || cf->rank < 0 || cf->rank >= cf->world)
-        return fail(err, errlen, "rank %d / world %d invalid", cf->rank, cf->world);
+        return vita_fail(err, errlen, "rank %d / world %d invalid", cf->rank, cf->world);
     if (cf->workers < 1) cf->workers = 1;
     if (cf->queue < 1) cf->queue = 1;
     if (cf->samples_per_case < 1) cf->samples_per_case = 1;
     if (cf->task < LOADER_CLASSIFY || cf->task > LOADER_IMAGES)
-        return fail(err, errlen, "unknown task kind %d", cf->task);
+        return vita_fail(err, errlen, "unknown task kind %d", cf->task);
     if (cf->mode != LOADER_VOLUME && cf->mode != LOADER_SLICE)
-        return fail(err, errlen, "data.input.mode must be volume or slice");
+        return vita_fail(err, errlen, "data.input.mode must be volume or slice");
     if (cf->mode == LOADER_SLICE && (cf->context < 1 || cf->context > ds->D))
-        return fail(err, errlen, "data.input.context must be in 1..%d (got %d)", ds->D, cf->context);
+        return vita_fail(err, errlen, "data.input.context must be in 1..%d (got %d)", ds->D, cf->context);
     if (cf->pos_fraction < 0 || cf->pos_fraction > 1)
-        return fail(err, errlen, "data.sampling.pos_fraction must be in [0, 1] (got %g)",
-                    cf->pos_fraction);
+        return vita_fail(err, errlen, "data.sampling.pos_fraction must be in [0, 1] (got %g)",
+                         cf->pos_fraction);
     if (cf->task == LOADER_SEGMENT && !ds->has_seg)
-        return fail(err, errlen, "%s: task segment needs /seg, which the dataset lacks", ds->path);
+        return vita_fail(err, errlen, "%s: task segment needs /seg, which the dataset lacks", ds->path);
     if (cf->task == LOADER_CLASSIFY && !ds->has_cls)
-        return fail(err, errlen, "%s: task classify needs /cls, which the dataset lacks", ds->path);
+        return vita_fail(err, errlen, "%s: task classify needs /cls, which the dataset lacks", ds->path);
     const int gd[3] = {ds->D, ds->H, ds->W};
     int cr[3];
     for (int a = 0; a < 3; a++) cr[a] = cf->crop[a] > 0 ? cf->crop[a] : gd[a];
@@ -537,15 +530,15 @@ int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size
         int k = 0, found = 0;
         for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
             if (k == DS_MAX_CHANNELS)
-                return fail(err, errlen, "model channels '%s': at most %d", cf->channels,
-                            DS_MAX_CHANNELS);
+                return vita_fail(err, errlen, "model channels '%s': at most %d", cf->channels,
+                                 DS_MAX_CHANNELS);
             L->seq_src[k] = dataset_channel(ds, t);
             found += L->seq_src[k] >= 0;
             k++;
         }
         if (!found)
-            return fail(err, errlen, "%s: none of the model channels '%s' is among the dataset's "
-                        "channels", ds->path, cf->channels);
+            return vita_fail(err, errlen, "%s: none of the model channels '%s' is among the dataset's "
+                             "channels", ds->path, cf->channels);
         L->C_seq = k;
         L->chan_identity = k == ds->C;
         for (int c = 0; c < k; c++) L->chan_identity &= L->seq_src[c] == c;
@@ -570,20 +563,20 @@ int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size
                          : cf->task == LOADER_UNDISTORT ? dg->undistort_channels : dg->synth_inputs;
         int first = channel_list(ds, list, L->chan_mask, bad, sizeof bad);
         if (first < 0 || (cf->task != LOADER_SYNTHESIZE && bad[0]))
-            return fail(err, errlen, "%s: task %s: input channel '%s' is not among the dataset's "
-                        "channels", ds->path, task_name(cf->task), bad[0] ? bad : list);
+            return vita_fail(err, errlen, "%s: task %s: input channel '%s' is not among the dataset's "
+                             "channels", ds->path, task_name(cf->task), bad[0] ? bad : list);
         L->target_ch = cf->task == LOADER_SYNTHESIZE ? dataset_channel(ds, dg->synth_target) : first;
         if (L->target_ch < 0)
-            return fail(err, errlen, "%s: task synthesize: target channel '%s' is not among the "
-                        "dataset's channels", ds->path, dg->synth_target);
+            return vita_fail(err, errlen, "%s: task synthesize: target channel '%s' is not among the "
+                             "dataset's channels", ds->path, dg->synth_target);
         if (cf->task == LOADER_SYNTHESIZE && L->chan_mask[L->target_ch])
-            return fail(err, errlen, "task synthesize: the target channel '%s' is also an input",
-                        dg->synth_target);
+            return vita_fail(err, errlen, "task synthesize: the target channel '%s' is also an input",
+                             dg->synth_target);
         if (cf->task == LOADER_SUPERRES && (dg->superres_factor < 1 || dg->superres_axis < 0 ||
                                             dg->superres_axis > 2))
-            return fail(err, errlen, "task superres: factor must be >= 1 and axis in 0..2");
+            return vita_fail(err, errlen, "task superres: factor must be >= 1 and axis in 0..2");
         if (cf->task == LOADER_UNDISTORT && (dg->undistort_axis < 0 || dg->undistort_axis > 2))
-            return fail(err, errlen, "task undistort: axis must be in 0..2");
+            return vita_fail(err, errlen, "task undistort: axis must be in 0..2");
         for (int k = 0; k < ds->n_targets; k++)
             if (!strcmp(ds->targets[k], task_name(cf->task)))
                 snprintf(L->target_name, sizeof L->target_name, "%s", ds->targets[k]);
@@ -597,9 +590,9 @@ int loader_open(Loader* L, Dataset* ds, const LoaderConfig* cfg, char* err, size
             return 1;
         }
         if (P->tdims[1] != ds->D || P->tdims[2] != ds->H || P->tdims[3] != ds->W) {
-            fail(err, errlen, "%s: /targets/%s grid %dx%dx%d differs from the image grid "
-                 "%dx%dx%d; vita needs targets on the image grid", ds->path, L->target_name,
-                 P->tdims[1], P->tdims[2], P->tdims[3], ds->D, ds->H, ds->W);
+            vita_fail(err, errlen, "%s: /targets/%s grid %dx%dx%d differs from the image grid "
+                      "%dx%dx%d; vita needs targets on the image grid", ds->path, L->target_name,
+                      P->tdims[1], P->tdims[2], P->tdims[3], ds->D, ds->H, ds->W);
             free(P); L->p = NULL;
             return 1;
         }
@@ -648,7 +641,7 @@ int loader_next(Loader* L, Batch* out, char* err, size_t errlen) {
     while (P->slot_k[sl] != k) pthread_cond_wait(&P->cv_ready, &P->mu);
     int bad = P->slot_bad[sl];
     if (bad) {
-        fail(err, errlen, "%s", P->slot_err[sl]);
+        vita_fail(err, errlen, "%s", P->slot_err[sl]);
     } else {
         Batch t = *out;
         *out = P->slot[sl];
@@ -700,7 +693,7 @@ void loader_close(Loader* L) {
 int loader_case(Loader* L, int i, float* img, uint8_t* present, int32_t* seg, float* target,
                 char* err, size_t errlen) {
     Dataset* ds = L->ds;
-    if (i < 0 || i >= ds->n) return fail(err, errlen, "case %d out of range 0..%d", i, ds->n - 1);
+    if (i < 0 || i >= ds->n) return vita_fail(err, errlen, "case %d out of range 0..%d", i, ds->n - 1);
     Scratch s;
     memset(&s, 0, sizeof s);
     long vol = (long)ds->D * ds->H * ds->W;

@@ -1,5 +1,6 @@
 /* engine/phantom.c — synthetic prostate mpMRI phantoms (see phantom.h for the model). */
 #include "phantom.h"
+#include "numparse.h"
 #include "check.h"
 #include "dataset.h"
 #include "rng.h"
@@ -541,15 +542,6 @@ static const char* PHANTOM_USAGE =
     "  --quiet        no progress line\n"
     "  splits: 60/15/15/10 %% train/val/test/probe stratified by class; folds 0-4 over train+val\n";
 
-static int parse_int(const char* s, long lo, long hi, long* out) {
-    char* end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return 1;
-    *out = v;
-    return 0;
-}
-
 int cmd_phantom(int argc, char** argv) {
     PhantomSpec ps;
     phantom_default(&ps);
@@ -573,7 +565,7 @@ int cmd_phantom(int argc, char** argv) {
         if (!strcmp(k, "--out")) {
             out = val;
         } else if (!strcmp(k, "--cases")) {
-            if (parse_int(val, 1, 10000000, &v)) {
+            if (parse_long_in(val, 1, 10000000, &v)) {
                 fprintf(stderr, "vita: phantom: --cases '%s' must be an integer from 1\n", val);
                 return VITA_EXIT_USER;
             }
@@ -588,13 +580,13 @@ int cmd_phantom(int argc, char** argv) {
             }
             ps.seed = sd;
         } else if (!strcmp(k, "--gzip")) {
-            if (parse_int(val, 0, 9, &v)) {
+            if (parse_long_in(val, 0, 9, &v)) {
                 fprintf(stderr, "vita: phantom: --gzip '%s' must be 0..9\n", val);
                 return VITA_EXIT_USER;
             }
             ps.gzip = (int)v;
         } else if (!strcmp(k, "--threads")) {
-            if (parse_int(val, 1, 4096, &v)) {
+            if (parse_long_in(val, 1, 4096, &v)) {
                 fprintf(stderr, "vita: phantom: --threads '%s' must be a positive integer\n", val);
                 return VITA_EXIT_USER;
             }
@@ -612,7 +604,7 @@ int cmd_phantom(int argc, char** argv) {
             char buf[128];
             snprintf(buf, sizeof buf, "%s", val);
             for (char *p = buf, *tok; n <= 3 && (tok = strsep(&p, ",")) != NULL; n++)
-                if (n < 3 && parse_int(tok, 1, 4096, &v) == 0) d[n] = (int)v;
+                if (n < 3 && parse_long_in(tok, 1, 4096, &v) == 0) d[n] = (int)v;
                 else { n = -1; break; }
             if (n != 3 || d[0] < 4 || d[1] < 8 || d[2] < 8) {
                 fprintf(stderr, "vita: phantom: --size '%s' must be D,H,W like 32,64,64 (D >= 4, "

@@ -21,7 +21,7 @@ int predict_to_native(const Dataset* ds, int ci, const float* grid_data, int int
     char e2[512];
     if (volume_resample(&grid, native, interp, 0.0f, e2, sizeof e2)) {
         volume_free(native);
-        return infer_fail(err, errlen, "case %s: mapping back to the native grid: %s", ds->case_id[ci], e2);
+        return vita_fail(err, errlen, "case %s: mapping back to the native grid: %s", ds->case_id[ci], e2);
     }
     return 0;
 }
@@ -44,7 +44,7 @@ int predict_select(const Infer* I, const PredictOptions* po, int** items, int* n
             }
             if (found < 0) {
                 free(sel);
-                return infer_fail(err, errlen, "--cases: '%.*s' is not a case of split %s of %s (vita info "
+                return vita_fail(err, errlen, "--cases: '%.*s' is not a case of split %s of %s (vita info "
                             "%s lists the cases per split)", (int)len, p, I->a.split_name, I->ds.path,
                             I->ds.path);
             }
@@ -57,7 +57,7 @@ int predict_select(const Infer* I, const PredictOptions* po, int** items, int* n
             p += len;
             if (*p == ',') p++;
         }
-        if (!k) { free(sel); return infer_fail(err, errlen, "--cases: no case ids given"); }
+        if (!k) { free(sel); return vita_fail(err, errlen, "--cases: no case ids given"); }
     }
     if (po->limit > 0 && k > po->limit) k = po->limit;
     *items = sel;
@@ -98,7 +98,7 @@ static int write_native(const Infer* I, const char* dir, int ci, const float* gr
     snprintf(path, sizeof path, "%s/%s%s", dir, stem, suffix);
     int rc = volume_write(path, &v, interp == VOL_NEAREST, e2, sizeof e2);
     volume_free(&v);
-    return rc ? infer_fail(err, errlen, "%s", e2) : 0;
+    return rc ? vita_fail(err, errlen, "%s", e2) : 0;
 }
 
 static int on_case(void* user, Infer* I, int ci, char* err, size_t errlen) {
@@ -146,7 +146,7 @@ int predict_run(Infer* I, const PredictOptions* po, char* err, size_t errlen) {
     if (predict_select(I, po, &items, &n, err, errlen)) return 1;
     if (run_mkdir_p(po->out_dir)) {
         free(items);
-        return infer_fail(err, errlen, "--out %s: cannot create the directory: %s", po->out_dir, strerror(errno));
+        return vita_fail(err, errlen, "--out %s: cannot create the directory: %s", po->out_dir, strerror(errno));
     }
     if (infer_check_writable(po->out_dir, 1, err, errlen)) { free(items); return 1; }
     PredictState S;

@@ -156,21 +156,9 @@ static int load_objective(Pt* t, const char* path, char* err, size_t errlen) {
     StFile f;
     if (st_open(&f, path, err, errlen)) return 1;
     Pretext* p = &t->pt;
-    float* host = xmalloc(sizeof(float) * (p->n_floats ? p->n_floats : 1));
-    int rc = 0;
-    for (int i = 0; i < p->n_params && !rc; i++) {
-        const VitParam* q = &p->params[i];
-        const StTensor* s = st_find(&f, q->name);
-        if (!s || s->numel != q->numel) {
-            snprintf(err, errlen, "%s: objective tensor '%s' %s", path, q->name,
-                     s ? "has the wrong size (pretrain.* changed since the checkpoint?)" : "missing");
-            rc = 1;
-        } else {
-            st_read_f32(&f, s, host + q->offset);
-        }
-    }
-    if (!rc && p->n_floats) copy_h2d(&t->c, p->w, host, sizeof(float) * p->n_floats);
-    free(host);
+    int rc = train_read_params(&f, path, p->params, p->n_params, p->n_floats, &t->c, p->w,
+                               "objective", "has the wrong size (pretrain.* changed since the checkpoint?)",
+                               err, errlen);
     st_close(&f);
     return rc;
 }
@@ -179,12 +167,7 @@ static int load_objective(Pt* t, const char* path, char* err, size_t errlen) {
 
 static int save_checkpoint(Pt* t) {
     char err[600];
-    if (t->lg_open) {
-        dataset_h5_lock();
-        int r = runlog_flush(&t->lg);
-        dataset_h5_unlock();
-        if (r) return run_err("%s: cannot write the log", t->log_path);
-    }
+    if (t->lg_open && run_flush_log(&t->lg, t->log_path)) return VITA_EXIT_USER;
     LoaderState ls = loader_state(&t->L[0]);
     t->p.loader_epoch = ls.epoch;
     t->p.loader_pos = ls.pos;
@@ -291,22 +274,11 @@ static int load_checkpoint(Pt* t) {
 
 static void loader_cfg(const Pt* t, LoaderConfig* lc, int split, int augment, int view) {
     const Config* cfg = t->cfg;
-    loader_defaults(lc);
-    lc->mode = cfg->input_mode;
-    lc->context = cfg->input_context > 0 ? cfg->input_context : 1;
-    lc->crop[0] = cfg->input_mode == LOADER_SLICE ? 1 : t->vc.img[0];
-    lc->crop[1] = t->vc.img[1];
-    lc->crop[2] = t->vc.img[2];
-    lc->batch = cfg->batch;
-    lc->pos_fraction = cfg->pos_fraction;
+    run_loader_base(cfg, &t->vc, lc, split, augment);
     lc->task = LOADER_IMAGES;
     lc->balance = 0;
     snprintf(lc->channels, sizeof lc->channels, "%s", cfg->channels);
-    lc->split = split;
     lc->with_probe = split == SPLIT_TRAIN;
-    lc->fold = cfg->fold;
-    lc->augment = augment;
-    lc->seed = cfg->seed;
     lc->view = (uint64_t)view;
     lc->workers = split == SPLIT_TRAIN && cfg->workers > 0 ? cfg->workers : 1;
     lc->queue = split == SPLIT_TRAIN ? 2 : 1;
@@ -702,13 +674,8 @@ static int run_inner(Pt* t) {
         }
     }
     if ((rc = build_log_spec(t, resume))) return rc;
-    dataset_h5_lock();
-    if (resume)
-        rc = runlog_resume(&t->lg, t->log_path, &t->spec, (long)t->p.log_steps, (long)t->p.log_epochs,
-                           0, err, sizeof err);
-    else
-        rc = runlog_create(&t->lg, t->log_path, &t->spec, err, sizeof err);
-    dataset_h5_unlock();
+    rc = run_open_log(&t->lg, t->log_path, &t->spec, resume, (long)t->p.log_steps,
+                      (long)t->p.log_epochs, 0, err, sizeof err);
     if (rc) return run_err("%s", err);
     t->lg_open = 1;
     t->tty = isatty(2);

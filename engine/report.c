@@ -395,7 +395,7 @@ static int csv_open(Csv* c, const char* path, char* err, size_t errlen) {
     snprintf(c->path, sizeof c->path, "%s", path);
     snprintf(c->tmp, sizeof c->tmp, "%s.tmp.%ld", path, (long)getpid());
     c->f = fopen(c->tmp, "w");
-    if (!c->f) return rp_fail(err, errlen, "cannot write %s: %s (is the directory writable?)", c->tmp, strerror(errno));
+    if (!c->f) return vita_fail(err, errlen, "cannot write %s: %s (is the directory writable?)", c->tmp, strerror(errno));
     return 0;
 }
 /* durable, then atomic: fsync the temp file, rename it over the target */
@@ -404,7 +404,7 @@ static int csv_close(Csv* c, char* err, size_t errlen) {
     bad |= fclose(c->f) != 0;
     if (!bad && rename(c->tmp, c->path) != 0) bad = 1;
     if (bad) {
-        rp_fail(err, errlen, "cannot write %s: %s (disk full?)", c->path, strerror(errno));
+        vita_fail(err, errlen, "cannot write %s: %s (disk full?)", c->path, strerror(errno));
         unlink(c->tmp);
     }
     return bad;
@@ -494,7 +494,7 @@ int rp_report(const RpInput* in, const RpOptions* opt, FILE* o, char* err, size_
         if (in->runs[i].status)
             fprintf(o, "- skipped run %s (%s): %s\n", in->runs[i].id, in->runs[i].dir, in->runs[i].why);
     if (!usable) {
-        rp_fail(err, errlen, "no finished run among %d listed (every run is missing or unfinished; "
+        vita_fail(err, errlen, "no finished run among %d listed (every run is missing or unfinished; "
              "see the list above)", in->n_runs);
         return 1;
     }

@@ -44,6 +44,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include "errfmt.h"   /* vita_fail: the one-line error into (err, errlen) */
 
 #define RP_NAME 64
 #define RP_MAX_EXTRA 8
@@ -112,8 +113,6 @@ int rp_add_dir(RpInput* in, const char* dir, char* err, size_t errlen);
 /* --primary "layer=..,estimator=..[,feature=..]"; 0 or 1 with err */
 int rp_parse_primary(RpInput* in, const char* spec, char* err, size_t errlen);
 void rp_input_free(RpInput* in);
-/* formats a one-line error into err; returns 1 */
-int rp_fail(char* err, size_t errlen, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- report.c ----------------------------------------------------------------------------- */
 /* analyses and prints; returns 0, or 1 with err (no usable run, CSV not writable) */

@@ -8,6 +8,7 @@
  * error printing is off (h5read.c switches it off for vita); every failure becomes the run's
  * one-line `why`. */
 #include "report.h"
+#include "errfmt.h"
 #include "check.h"
 #include "runutil.h"
 #include "h5read.h"
@@ -22,14 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
-
-int rp_fail(char* err, size_t errlen, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return 1;
-}
 
 static int is_file(const char* p) {
     struct stat st;
@@ -46,11 +39,11 @@ static int ydoc_load(Ydoc* y, const unsigned char* text, size_t len, char* err, 
                      const char* what) {
     yaml_parser_t p;
     memset(y, 0, sizeof *y);
-    if (!yaml_parser_initialize(&p)) return rp_fail(err, errlen, "%s: cannot start the YAML parser", what);
+    if (!yaml_parser_initialize(&p)) return vita_fail(err, errlen, "%s: cannot start the YAML parser", what);
     yaml_parser_set_input_string(&p, text, len);
     int ok = yaml_parser_load(&p, &y->doc);
     if (!ok) {
-        rp_fail(err, errlen, "%s: YAML error at line %lu: %s (fix the file)", what,
+        vita_fail(err, errlen, "%s: YAML error at line %lu: %s (fix the file)", what,
              (unsigned long)p.problem_mark.line + 1, p.problem ? p.problem : "unknown");
         yaml_parser_delete(&p);
         return 1;
@@ -95,7 +88,7 @@ static int read_sweep_file(const char* dir, const char* name, char* path, size_t
                            char* err, size_t errlen) {
     snprintf(path, plen, "%s/%s", dir, name);
     *text = run_read_text(path);
-    if (!*text) return rp_fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    if (!*text) return vita_fail(err, errlen, "cannot read %s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -404,7 +397,7 @@ static int read_sweep_yaml(RpInput* in, const char* dir, char* err, size_t errle
     if (!yscalar(yget(&y, root, "scratch"), tmp, sizeof tmp) && tmp[0] && strcmp(tmp, "null") && strcmp(tmp, "~")) {
         if (in->scratch[0] && strcmp(in->scratch, tmp)) {
             ydoc_free(&y);
-            return rp_fail(err, errlen, "%s: scratch arm '%s' differs from '%s' of an earlier sweep; "
+            return vita_fail(err, errlen, "%s: scratch arm '%s' differs from '%s' of an earlier sweep; "
                         "report sweeps with the same scratch label together", path, tmp, in->scratch);
         }
         snprintf(in->scratch, RP_NAME, "%s", tmp);
@@ -414,7 +407,7 @@ static int read_sweep_yaml(RpInput* in, const char* dir, char* err, size_t errle
         if (yscalar(yget(&y, pr, "layer"), in->primary_layer, RP_NAME) ||
             yscalar(yget(&y, pr, "estimator"), in->primary_est, RP_NAME)) {
             ydoc_free(&y);
-            return rp_fail(err, errlen, "%s: primary needs layer and estimator (e.g. primary: {layer: "
+            return vita_fail(err, errlen, "%s: primary needs layer and estimator (e.g. primary: {layer: "
                         "norm, feature: pooled, estimator: mmd2_paired})", path);
         }
         yscalar(yget(&y, pr, "feature"), in->primary_feature, RP_NAME);
@@ -432,7 +425,7 @@ static int read_sweep_yaml(RpInput* in, const char* dir, char* err, size_t errle
             if (yscalar(yget(&y, c, "aligned"), k->aligned, RP_NAME) ||
                 yscalar(yget(&y, c, "reference"), k->reference, RP_NAME)) {
                 ydoc_free(&y);
-                return rp_fail(err, errlen, "%s: controls[%d] (positive) needs aligned: LABEL and "
+                return vita_fail(err, errlen, "%s: controls[%d] (positive) needs aligned: LABEL and "
                             "reference: LABEL", path, i);
             }
         } else if (!strcmp(tmp, "negative")) {
@@ -442,11 +435,11 @@ static int read_sweep_yaml(RpInput* in, const char* dir, char* err, size_t errle
                 if (!yscalar(yseq_at(&y, a, j), k->arms[k->n_arms], RP_NAME)) k->n_arms++;
             if (k->n_arms == 0) {
                 ydoc_free(&y);
-                return rp_fail(err, errlen, "%s: controls[%d] (negative) needs arms: [LABELS]", path, i);
+                return vita_fail(err, errlen, "%s: controls[%d] (negative) needs arms: [LABELS]", path, i);
             }
         } else {
             ydoc_free(&y);
-            return rp_fail(err, errlen, "%s: controls[%d] kind '%s' is not positive or negative", path, i, tmp);
+            return vita_fail(err, errlen, "%s: controls[%d] kind '%s' is not positive or negative", path, i, tmp);
         }
         in->n_ctrl++;
     }
@@ -490,7 +483,7 @@ static int read_index(RpInput* in, const char* dir, char* err, size_t errlen) {
                 for (int i = 0; i < nf; i++)
                     if (!strcmp(fields[i], want[c])) col[c] = i;
                 if (col[c] < 0 && c != C_FOLD) {
-                    bad = rp_fail(err, errlen, "%s: header has no column '%s' (expected: id run_dir "
+                    bad = vita_fail(err, errlen, "%s: header has no column '%s' (expected: id run_dir "
                                "weights task lr seed fold [extra axes...]; rewrite it with vita sweep)",
                                path, want[c]);
                     break;
@@ -512,7 +505,7 @@ static int read_index(RpInput* in, const char* dir, char* err, size_t errlen) {
             continue;
         }
         if (nf != nh) {
-            bad = rp_fail(err, errlen, "%s line %d: %d fields where the header has %d (tab-separated)",
+            bad = vita_fail(err, errlen, "%s line %d: %d fields where the header has %d (tab-separated)",
                        path, lineno, nf, nh);
             break;
         }
@@ -539,20 +532,20 @@ static int read_index(RpInput* in, const char* dir, char* err, size_t errlen) {
 int rp_add_dir(RpInput* in, const char* dir, char* err, size_t errlen) {
     char a[1100], b[1100];
     if (!run_is_dir(dir))
-        return rp_fail(err, errlen, "%s: no such directory (pass sweep directories of vita sweep or "
+        return vita_fail(err, errlen, "%s: no such directory (pass sweep directories of vita sweep or "
                     "run directories of vita train)", dir);
     snprintf(a, sizeof a, "%s/sweep.yaml", dir);
     snprintf(b, sizeof b, "%s/index.tsv", dir);
     if (is_file(a) || is_file(b)) {
         if (!is_file(a) || !is_file(b))
-            return rp_fail(err, errlen, "%s: a sweep directory needs both sweep.yaml and index.tsv "
+            return vita_fail(err, errlen, "%s: a sweep directory needs both sweep.yaml and index.tsv "
                         "(one is missing; rerun vita sweep)", dir);
         if (read_sweep_yaml(in, dir, err, errlen)) return 1;
         return read_index(in, dir, err, errlen);
     }
     snprintf(a, sizeof a, "%s/log.h5", dir);
     if (!is_file(a))
-        return rp_fail(err, errlen, "%s: neither a sweep directory (sweep.yaml + index.tsv) nor a run "
+        return vita_fail(err, errlen, "%s: neither a sweep directory (sweep.yaml + index.tsv) nor a run "
                     "directory (log.h5); pass a directory written by vita sweep or vita train", dir);
     RpRun* r = new_run(in);
     snprintf(r->dir, sizeof r->dir, "%s", dir);
@@ -569,13 +562,13 @@ int rp_parse_primary(RpInput* in, const char* spec, char* err, size_t errlen) {
     for (char* kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
         char* eq = strchr(kv, '=');
         if (!eq || eq == kv || !eq[1])
-            return rp_fail(err, errlen, "--primary '%s': expected layer=L,estimator=NAME[,feature=KIND]", spec);
+            return vita_fail(err, errlen, "--primary '%s': expected layer=L,estimator=NAME[,feature=KIND]", spec);
         *eq = 0;
         if (!strcmp(kv, "layer")) { snprintf(in->primary_layer, RP_NAME, "%s", eq + 1); have_l = 1; }
         else if (!strcmp(kv, "estimator")) { snprintf(in->primary_est, RP_NAME, "%s", eq + 1); have_e = 1; }
         else if (!strcmp(kv, "feature")) snprintf(in->primary_feature, RP_NAME, "%s", eq + 1);
         else
-            return rp_fail(err, errlen, "--primary: unknown key '%s' (use layer=, estimator=, feature=)", kv);
+            return vita_fail(err, errlen, "--primary: unknown key '%s' (use layer=, estimator=, feature=)", kv);
     }
     if (!have_l) snprintf(in->primary_layer, RP_NAME, "norm");
     if (!have_e) snprintf(in->primary_est, RP_NAME, "mmd2_paired");

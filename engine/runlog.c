@@ -33,13 +33,14 @@
  *
  * Every HDF5 call runs under dataset_h5_lock (loader threads read HDF5 concurrently). */
 #include "runlog.h"
+#include "atomic.h"
+#include "errfmt.h"
 #include "check.h"
 #include "dataset.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,16 +75,6 @@ typedef struct {
 } Priv;
 
 static const char* TAB_GROUP[N_TAB] = {"/steps", "/epochs", "/align"};
-
-static int fail(char* err, size_t errlen, const char* fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
 
 /* ---- column tables ------------------------------------------------------------------------ */
 static void add_col(Tab* t, const char* group, const char* name, int is_int, int rank2, int width) {
@@ -238,8 +229,8 @@ static hid_t create_layout(const char* path, const RunLogSpec* s, Priv* p, char*
     H5Pclose(fcpl);
     H5Pclose(fapl);
     if (f < 0) {
-        fail(err, errlen, "cannot create the run log %s: %s (is the run directory writable?)",
-             path, strerror(errno ? errno : EACCES));
+        vita_fail(err, errlen, "cannot create the run log %s: %s (is the run directory writable?)",
+                  path, strerror(errno ? errno : EACCES));
         return -1;
     }
     int32_t ver = 1;
@@ -272,8 +263,8 @@ static hid_t create_layout(const char* path, const RunLogSpec* s, Priv* p, char*
         H5Tclose(t);
     }
     if (!ok) {
-        fail(err, errlen, "cannot write the layout of the run log %s (disk full? an estimator "
-             "or attribute name repeated?)", path);
+        vita_fail(err, errlen, "cannot write the layout of the run log %s (disk full? an estimator "
+                  "or attribute name repeated?)", path);
         H5Fclose(f);
         unlink(path);
         return -1;
@@ -383,22 +374,22 @@ static int check_spec(const RunLogSpec* s, const char* path, char* err, size_t e
     if (s->n_groups < 0 || s->n_groups > LOG_MAX_GROUPS || s->n_metrics < 0 ||
         s->n_metrics > LOG_MAX_METRICS || s->n_layers < 0 || s->n_layers > LOG_MAX_LAYERS ||
         s->n_est < 0 || s->n_est > LOG_MAX_EST || s->n_attrs < 0 || s->n_attrs > 48)
-        return fail(err, errlen, "run log %s: a count is out of range (groups %d, metrics %d, "
-                    "layers %d, estimators %d, attrs %d)", path, s->n_groups, s->n_metrics,
-                    s->n_layers, s->n_est, s->n_attrs);
+        return vita_fail(err, errlen, "run log %s: a count is out of range (groups %d, metrics %d, "
+                         "layers %d, estimators %d, attrs %d)", path, s->n_groups, s->n_metrics,
+                         s->n_layers, s->n_est, s->n_attrs);
     for (int k = 0; k < s->n_est; k++) {
         const char* n = s->est_names[k];
         if (!n || !n[0] || strchr(n, '/') || !strcmp(n, "epoch") || !strcmp(n, "layers") ||
             !strcmp(n, "weight_dist"))
-            return fail(err, errlen, "run log %s: estimator name '%s' cannot name an /align "
-                        "dataset", path, n ? n : "(null)");
+            return vita_fail(err, errlen, "run log %s: estimator name '%s' cannot name an /align "
+                             "dataset", path, n ? n : "(null)");
     }
     for (int k = 0; k < s->n_layers; k++)
-        if (!s->layer_names[k]) return fail(err, errlen, "run log %s: layer %d has no name", path, k);
+        if (!s->layer_names[k]) return vita_fail(err, errlen, "run log %s: layer %d has no name", path, k);
     for (int k = 0; k < s->n_metrics; k++)
-        if (!s->metric_names[k]) return fail(err, errlen, "run log %s: metric %d has no name", path, k);
+        if (!s->metric_names[k]) return vita_fail(err, errlen, "run log %s: metric %d has no name", path, k);
     if (strlen(path) >= sizeof(((RunLog*)0)->path) - 32)
-        return fail(err, errlen, "run log path too long: %s", path);
+        return vita_fail(err, errlen, "run log path too long: %s", path);
     return 0;
 }
 
@@ -430,7 +421,7 @@ int runlog_create(RunLog* lg, const char* path, const RunLogSpec* spec, char* er
     int bad = log_rest(lg);
     dataset_h5_unlock();
     if (bad) {
-        fail(err, errlen, "cannot close the run log %s (disk full?)", path);
+        vita_fail(err, errlen, "cannot close the run log %s (disk full?)", path);
         runlog_close(lg);
         return 1;
     }
@@ -525,10 +516,10 @@ int runlog_align_attrs(RunLog* lg, const double* bandwidths, int S, const char* 
 int runlog_write_attrs(RunLog* lg, const char* group, int n, const char* const* keys,
                        const double* const* values, const int* lens, char* err, size_t errlen) {
     Priv* p = lg->priv;
-    if (!p) return fail(err, errlen, "run log is not open");
+    if (!p) return vita_fail(err, errlen, "run log is not open");
     if (!group || !group[0] || strchr(group, '/'))
-        return fail(err, errlen, "run log %s: bad attribute group name '%s'", lg->path,
-                    group ? group : "(null)");
+        return vita_fail(err, errlen, "run log %s: bad attribute group name '%s'", lg->path,
+                         group ? group : "(null)");
     dataset_h5_lock();
     int bad = pending_any(p) ? flush_locked(lg) : 0;
     /* a SWMR writer cannot add attributes: close, reopen normally */
@@ -536,7 +527,7 @@ int runlog_write_attrs(RunLog* lg, const char* group, int n, const char* const* 
     if (!bad) bad = log_state(lg, ST_PLAIN);
     if (bad) {
         dataset_h5_unlock();
-        return fail(err, errlen, "cannot reopen the run log %s to write /%s", lg->path, group);
+        return vita_fail(err, errlen, "cannot reopen the run log %s to write /%s", lg->path, group);
     }
     char gname[128];
     snprintf(gname, sizeof gname, "/%s", group);
@@ -557,8 +548,8 @@ int runlog_write_attrs(RunLog* lg, const char* group, int n, const char* const* 
     if (log_close_file(lg)) bad = 1;
     dataset_h5_unlock();
     if (bad)
-        return fail(err, errlen, "cannot write /%s%s%s in the run log %s (disk full?)", group,
-                    badkey ? " attribute " : "", badkey ? badkey : "", lg->path);
+        return vita_fail(err, errlen, "cannot write /%s%s%s in the run log %s (disk full?)", group,
+                         badkey ? " attribute " : "", badkey ? badkey : "", lg->path);
     return 0;
 }
 
@@ -714,16 +705,16 @@ static int check_compat(hid_t f, const RunLog* lg, char* err, size_t errlen) {
     const RunLogSpec* s = &lg->spec;
     long cols;
     if (ds_rows(f, "/steps/lr", &cols) >= 0 && cols != s->n_groups)
-        return fail(err, errlen, "%s has %ld learning-rate groups but this run has %d; resume "
-                    "with the configuration the run started with", lg->path, cols, s->n_groups);
+        return vita_fail(err, errlen, "%s has %ld learning-rate groups but this run has %d; resume "
+                         "with the configuration the run started with", lg->path, cols, s->n_groups);
     if (ds_rows(f, "/epochs/val_metrics", &cols) >= 0 && cols != s->n_metrics)
-        return fail(err, errlen, "%s has %ld validation metrics but this run has %d; resume "
-                    "with the configuration the run started with", lg->path, cols, s->n_metrics);
+        return vita_fail(err, errlen, "%s has %ld validation metrics but this run has %d; resume "
+                         "with the configuration the run started with", lg->path, cols, s->n_metrics);
     long nl = ds_rows(f, "/align/layers", &cols);
     if (nl >= 0) {
         if (nl != s->n_layers)
-            return fail(err, errlen, "%s aligns %ld layers but this run aligns %d; resume with "
-                        "the configuration the run started with", lg->path, nl, s->n_layers);
+            return vita_fail(err, errlen, "%s aligns %ld layers but this run aligns %d; resume with "
+                             "the configuration the run started with", lg->path, nl, s->n_layers);
         if (nl > 0) {
             hid_t d = H5Dopen2(f, "/align/layers", H5P_DEFAULT);
             hid_t t = vlen_str_type(), sp = H5Dget_space(d);
@@ -738,19 +729,11 @@ static int check_compat(hid_t f, const RunLog* lg, char* err, size_t errlen) {
             H5Tclose(t);
             if (d >= 0) H5Dclose(d);
             if (!same)
-                return fail(err, errlen, "%s aligns other layers than this run; resume with the "
-                            "configuration the run started with", lg->path);
+                return vita_fail(err, errlen, "%s aligns other layers than this run; resume with the "
+                                 "configuration the run started with", lg->path);
         }
     }
     return 0;
-}
-
-static void fsync_path(const char* path, int dir) {
-    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
 }
 
 int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_steps,
@@ -759,11 +742,11 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
     lg->fid = -1;
     if (check_spec(spec, path, err, errlen)) return 1;
     if (n_steps < 0 || n_epochs < 0 || n_align < 0)
-        return fail(err, errlen, "resume of %s: negative row counts (%ld, %ld, %ld) in the "
-                    "checkpoint", path, n_steps, n_epochs, n_align);
+        return vita_fail(err, errlen, "resume of %s: negative row counts (%ld, %ld, %ld) in the "
+                         "checkpoint", path, n_steps, n_epochs, n_align);
     if (access(path, R_OK | W_OK) != 0)
-        return fail(err, errlen, "cannot resume the run log %s: %s (resume needs the log.h5 of "
-                    "the run)", path, strerror(errno));
+        return vita_fail(err, errlen, "cannot resume the run log %s: %s (resume needs the log.h5 of "
+                         "the run)", path, strerror(errno));
     lg_init(lg, path, spec);
     Priv* p = lg->priv;
     char tmp[1100];
@@ -773,8 +756,8 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
     hid_t src = open_old(path);
     if (src < 0) {
         dataset_h5_unlock();
-        fail(err, errlen, "cannot open the run log %s to resume (not HDF5, damaged, or another "
-             "process still writes it)", path);
+        vita_fail(err, errlen, "cannot open the run log %s to resume (not HDF5, damaged, or another "
+                  "process still writes it)", path);
         lg_discard(lg);
         return 1;
     }
@@ -794,7 +777,7 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
                     "after the log's last flush are lost\n", path, have, TAB_GROUP[i] + 1, want[i]);
         t->pending = keep;
         if (tab_load(src, t)) {
-            bad = fail(err, errlen, "cannot read %s from the run log %s (damaged?)", TAB_GROUP[i], path);
+            bad = vita_fail(err, errlen, "cannot read %s from the run log %s (damaged?)", TAB_GROUP[i], path);
         }
     }
     hid_t dst = -1;
@@ -805,13 +788,13 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
     if (!bad) {
         static const char* objs[] = {"/", "/align", "/epochs/val_metrics", "/steps", "/epochs"};
         for (size_t i = 0; i < sizeof objs / sizeof *objs; i++) bad |= copy_attrs(src, dst, objs[i], &lg->spec);
-        if (bad) fail(err, errlen, "cannot copy the attributes of %s into %s", path, tmp);
+        if (bad) vita_fail(err, errlen, "cannot copy the attributes of %s into %s", path, tmp);
     }
     for (int i = 0; !bad && i < N_TAB; i++) {
-        if (tab_write(dst, &p->tab[i])) bad = fail(err, errlen, "cannot write %s (disk full?)", tmp);
+        if (tab_write(dst, &p->tab[i])) bad = vita_fail(err, errlen, "cannot write %s (disk full?)", tmp);
     }
     H5Fclose(src);
-    if (dst >= 0 && H5Fclose(dst) < 0 && !bad) bad = fail(err, errlen, "cannot close %s (disk full?)", tmp);
+    if (dst >= 0 && H5Fclose(dst) < 0 && !bad) bad = vita_fail(err, errlen, "cannot close %s (disk full?)", tmp);
     dataset_h5_unlock();
     if (bad) {
         unlink(tmp);
@@ -819,16 +802,13 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
         return 1;
     }
     /* durable, then atomic */
-    fsync_path(tmp, 0);
-    if (rename(tmp, path) != 0) {
-        fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
+    (void)atomic_fsync_file(tmp);
+    int re = atomic_rename(tmp, path);
+    if (re) {
+        vita_fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(re));
         lg_discard(lg);
         return 1;
     }
-    char dirbuf[1100];
-    snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    fsync_path(dirname(dirbuf), 1);
 
     lg->n_steps = p->tab[T_STEPS].written;
     lg->n_epochs = p->tab[T_EPOCHS].written;
@@ -837,7 +817,7 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
     bad = lg->spec.swmr ? log_state(lg, ST_PLAIN) : 0;   /* as after create */
     dataset_h5_unlock();
     if (bad) {
-        fail(err, errlen, "cannot reopen the resumed run log %s", path);
+        vita_fail(err, errlen, "cannot reopen the resumed run log %s", path);
         lg_discard(lg);
         return 1;
     }

@@ -340,3 +340,36 @@ int run_env_attrs(RunAttrs* a, const Config* cfg, const Dataset* ds, const Ctx* 
     run_attr(a, resumed ? "resume_time" : "start_time", buf);
     return 0;
 }
+
+/* ---- loaders and log ---- */
+void run_loader_base(const Config* cfg, const VitConfig* vc, LoaderConfig* lc, int split,
+                     int augment) {
+    loader_defaults(lc);
+    lc->mode = cfg->input_mode;
+    lc->context = cfg->input_context > 0 ? cfg->input_context : 1;
+    lc->crop[0] = cfg->input_mode == LOADER_SLICE ? 1 : vc->img[0];
+    lc->crop[1] = vc->img[1];
+    lc->crop[2] = vc->img[2];
+    lc->batch = cfg->batch;
+    lc->pos_fraction = cfg->pos_fraction;
+    lc->split = split;
+    lc->fold = cfg->fold;
+    lc->augment = augment;
+    lc->seed = cfg->seed;
+}
+
+int run_open_log(RunLog* lg, const char* path, const RunLogSpec* spec, int resume, long steps,
+                 long epochs, long align, char* err, size_t errlen) {
+    dataset_h5_lock();
+    int rc = resume ? runlog_resume(lg, path, spec, steps, epochs, align, err, errlen)
+                    : runlog_create(lg, path, spec, err, errlen);
+    dataset_h5_unlock();
+    return rc;
+}
+
+int run_flush_log(RunLog* lg, const char* log_path) {
+    dataset_h5_lock();
+    int r = runlog_flush(lg);
+    dataset_h5_unlock();
+    return r ? run_err("%s: cannot write the log", log_path) : 0;
+}

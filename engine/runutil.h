@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "loader.h"
 #include "runlog.h"
 
 /* ---- signals ---- */
@@ -51,6 +52,18 @@ void run_dir_path(const Config* cfg, char* out, size_t n);
 /* checks both loops make before touching data: epochs >= 0, batch, accum_steps, dist.backend,
  * data.path, data.crop = model.img_size (slice mode: depth free); 0, or the exit code (printed) */
 int run_check_common(const Config* cfg);
+/* the loader settings both loops derive alike from cfg and the model's input size vc->img:
+ * loader_defaults, then mode, context, crop (depth 1 in slice mode), batch, pos_fraction, split,
+ * fold, augment and seed; the caller sets the rest (task, channels, workers, queue, ...) */
+void run_loader_base(const Config* cfg, const VitConfig* vc, LoaderConfig* lc, int split,
+                     int augment);
+/* opens RUN_DIR/log.h5 under the HDF5 lock: runlog_resume cut to (steps, epochs, align) rows
+ * when resume, else runlog_create; 0, or 1 with err */
+int run_open_log(RunLog* lg, const char* path, const RunLogSpec* spec, int resume, long steps,
+                 long epochs, long align, char* err, size_t errlen);
+/* runlog_flush under the HDF5 lock; 0, or VITA_EXIT_USER with "vita: LOG_PATH: cannot write the
+ * log" printed */
+int run_flush_log(RunLog* lg, const char* log_path);
 /* RUN_DIR/config.yaml = yaml (atomic); on resume warns when it differs from the old one */
 int run_write_config(const char* run_dir, const char* yaml, int resume);
 /* after the preemption checkpoint: the message naming signal, step and directory; returns 75 */

@@ -12,6 +12,8 @@
  * at `path` only complete (temp file in the same directory, fsync, rename). */
 #define _GNU_SOURCE
 #include "safetensors.h"
+#include "errfmt.h"
+#include "atomic.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -30,17 +32,6 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "vita's safetensors I/
 
 #define ST_MAX_HEADER 100000000ull
 #define ST_MAX_INT 9007199254740992.0 /* 2^53: the largest integer every double holds exactly */
-
-static void seterr(char* err, size_t errlen, const char* fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    /* one line, whatever a file or tensor name contained */
-    for (char* p = err; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-}
 
 static int dtype_size(int dt) { return dt == ST_F32 ? 4 : 2; }
 
@@ -102,44 +93,44 @@ static int parse_entry(const char* path, const char* name, const cJSON* e, uint6
     char b[64];
     if (!cJSON_IsObject(e)) {
         json_brief(e, b, sizeof b);
-        seterr(err, errlen, "%s: tensor '%s': header entry is %s, expected an object with dtype, "
-               "shape and data_offsets (the file is corrupt; re-export it)", path, name, b);
+        vita_fail_line(err, errlen, "%s: tensor '%s': header entry is %s, expected an object with dtype, "
+                       "shape and data_offsets (the file is corrupt; re-export it)", path, name, b);
         return -1;
     }
     const cJSON* dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON* sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON* of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!dt || !sh || !of) {
-        seterr(err, errlen, "%s: tensor '%s': header entry has no \"%s\" (every tensor needs dtype, "
-               "shape and data_offsets; the file is corrupt)", path, name,
-               !dt ? "dtype" : !sh ? "shape" : "data_offsets");
+        vita_fail_line(err, errlen, "%s: tensor '%s': header entry has no \"%s\" (every tensor needs dtype, "
+                       "shape and data_offsets; the file is corrupt)", path, name,
+                       !dt ? "dtype" : !sh ? "shape" : "data_offsets");
         return -1;
     }
     if (!cJSON_IsString(dt)) {
         json_brief(dt, b, sizeof b);
-        seterr(err, errlen, "%s: tensor '%s': dtype is %s, expected a string such as \"F32\"",
-               path, name, b);
+        vita_fail_line(err, errlen, "%s: tensor '%s': dtype is %s, expected a string such as \"F32\"",
+                       path, name, b);
         return -1;
     }
     if (strcmp(dt->valuestring, "F32") == 0) t->dtype = ST_F32;
     else if (strcmp(dt->valuestring, "F16") == 0) t->dtype = ST_F16;
     else if (strcmp(dt->valuestring, "BF16") == 0) t->dtype = ST_BF16;
     else {
-        seterr(err, errlen, "%s: tensor '%s': dtype %.40s is not supported (vita reads F32, F16 "
-               "and BF16 weights; convert the file, e.g. with safetensors in Python)",
-               path, name, dt->valuestring);
+        vita_fail_line(err, errlen, "%s: tensor '%s': dtype %.40s is not supported (vita reads F32, F16 "
+                       "and BF16 weights; convert the file, e.g. with safetensors in Python)",
+                       path, name, dt->valuestring);
         return -1;
     }
     if (!cJSON_IsArray(sh)) {
         json_brief(sh, b, sizeof b);
-        seterr(err, errlen, "%s: tensor '%s': shape is %s, expected an array of non-negative integers",
-               path, name, b);
+        vita_fail_line(err, errlen, "%s: tensor '%s': shape is %s, expected an array of non-negative integers",
+                       path, name, b);
         return -1;
     }
     int nd = cJSON_GetArraySize(sh);
     if (nd > ST_MAX_DIMS) {
-        seterr(err, errlen, "%s: tensor '%s': shape has %d dimensions, vita supports at most %d",
-               path, name, nd, ST_MAX_DIMS);
+        vita_fail_line(err, errlen, "%s: tensor '%s': shape has %d dimensions, vita supports at most %d",
+                       path, name, nd, ST_MAX_DIMS);
         return -1;
     }
     t->ndim = nd;
@@ -150,8 +141,8 @@ static int parse_entry(const char* path, const char* name, const cJSON* e, uint6
         uint64_t v;
         if (json_uint(d, &v)) {
             json_brief(d, b, sizeof b);
-            seterr(err, errlen, "%s: tensor '%s': shape[%d] is %s, expected an integer in [0, 2^53] "
-                   "(the file is corrupt)", path, name, k, b);
+            vita_fail_line(err, errlen, "%s: tensor '%s': shape[%d] is %s, expected an integer in [0, 2^53] "
+                           "(the file is corrupt)", path, name, k, b);
             return -1;
         }
         t->shape[k++] = (int64_t)v;
@@ -164,23 +155,23 @@ static int parse_entry(const char* path, const char* name, const cJSON* e, uint6
         for (int i = 0; i < nd; i++) {
             uint64_t v = (uint64_t)t->shape[i];
             if (numel > (uint64_t)INT64_MAX / v) {
-                seterr(err, errlen, "%s: tensor '%s': shape has more than 2^63 elements "
-                       "(the file is corrupt)", path, name);
+                vita_fail_line(err, errlen, "%s: tensor '%s': shape has more than 2^63 elements "
+                               "(the file is corrupt)", path, name);
                 return -1;
             }
             numel *= v;
         }
     uint64_t es = (uint64_t)dtype_size(t->dtype);
     if (numel > (uint64_t)INT64_MAX / es) {
-        seterr(err, errlen, "%s: tensor '%s': shape has more than 2^63 bytes of data "
-               "(the file is corrupt)", path, name);
+        vita_fail_line(err, errlen, "%s: tensor '%s': shape has more than 2^63 bytes of data "
+                       "(the file is corrupt)", path, name);
         return -1;
     }
     t->numel = (int64_t)numel;
     if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2) {
         json_brief(of, b, sizeof b);
-        seterr(err, errlen, "%s: tensor '%s': data_offsets is %s%s, expected [begin, end]", path,
-               name, b, cJSON_IsArray(of) ? " of the wrong length" : "");
+        vita_fail_line(err, errlen, "%s: tensor '%s': data_offsets is %s%s, expected [begin, end]", path,
+                       name, b, cJSON_IsArray(of) ? " of the wrong length" : "");
         return -1;
     }
     uint64_t be[2];
@@ -188,28 +179,28 @@ static int parse_entry(const char* path, const char* name, const cJSON* e, uint6
         const cJSON* v = cJSON_GetArrayItem(of, i);
         if (json_uint(v, &be[i])) {
             json_brief(v, b, sizeof b);
-            seterr(err, errlen, "%s: tensor '%s': data_offsets[%d] is %s, expected an integer in "
-                   "[0, 2^53] (the file is corrupt)", path, name, i, b);
+            vita_fail_line(err, errlen, "%s: tensor '%s': data_offsets[%d] is %s, expected an integer in "
+                           "[0, 2^53] (the file is corrupt)", path, name, i, b);
             return -1;
         }
     }
     t->begin = be[0];
     t->end = be[1];
     if (t->begin > t->end) {
-        seterr(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before "
-               "begin (the file is corrupt)", path, name, t->begin, t->end);
+        vita_fail_line(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before "
+                       "begin (the file is corrupt)", path, name, t->begin, t->end);
         return -1;
     }
     if (t->end > data_len) {
-        seterr(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] reach past "
-               "the %" PRIu64 "-byte data buffer: the file is truncated (copy or download it again)",
-               path, name, t->begin, t->end, data_len);
+        vita_fail_line(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] reach past "
+                       "the %" PRIu64 "-byte data buffer: the file is truncated (copy or download it again)",
+                       path, name, t->begin, t->end, data_len);
         return -1;
     }
     if (t->end - t->begin != numel * es) {
-        seterr(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
-               " bytes but shape x %s needs %" PRIu64 " (the file is corrupt)", path, name,
-               t->begin, t->end, t->end - t->begin, dt->valuestring, numel * es);
+        vita_fail_line(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
+                       " bytes but shape x %s needs %" PRIu64 " (the file is corrupt)", path, name,
+                       t->begin, t->end, t->end - t->begin, dt->valuestring, numel * es);
         return -1;
     }
     return 0;
@@ -219,22 +210,22 @@ static int parse_metadata(const char* path, StFile* f, const cJSON* m, char* err
     char b[64];
     if (!cJSON_IsObject(m)) {
         json_brief(m, b, sizeof b);
-        seterr(err, errlen, "%s: __metadata__ is %s, expected an object of string values", path, b);
+        vita_fail_line(err, errlen, "%s: __metadata__ is %s, expected an object of string values", path, b);
         return -1;
     }
     int n = cJSON_GetArraySize(m);
     f->meta_key = calloc((size_t)n + 1, sizeof(char*));
     f->meta_val = calloc((size_t)n + 1, sizeof(char*));
     if (!f->meta_key || !f->meta_val) {
-        seterr(err, errlen, "%s: out of host memory reading __metadata__", path);
+        vita_fail_line(err, errlen, "%s: out of host memory reading __metadata__", path);
         return -1;
     }
     const cJSON* e;
     cJSON_ArrayForEach(e, m) {
         if (!cJSON_IsString(e)) {
             json_brief(e, b, sizeof b);
-            seterr(err, errlen, "%s: __metadata__ key '%s' is %s, expected a string (safetensors "
-                   "metadata values are strings)", path, e->string, b);
+            vita_fail_line(err, errlen, "%s: __metadata__ key '%s' is %s, expected a string (safetensors "
+                           "metadata values are strings)", path, e->string, b);
             return -1;
         }
         int i = f->n_meta;
@@ -242,20 +233,20 @@ static int parse_metadata(const char* path, StFile* f, const cJSON* m, char* err
         f->meta_val[i] = dupstr(e->valuestring);
         f->n_meta++; /* counted before the check so st_close frees a half-filled pair */
         if (!f->meta_key[i] || !f->meta_val[i]) {
-            seterr(err, errlen, "%s: out of host memory reading __metadata__", path);
+            vita_fail_line(err, errlen, "%s: out of host memory reading __metadata__", path);
             return -1;
         }
     }
     const char** keys = malloc(((size_t)f->n_meta + 1) * sizeof *keys);
     if (!keys) {
-        seterr(err, errlen, "%s: out of host memory reading __metadata__", path);
+        vita_fail_line(err, errlen, "%s: out of host memory reading __metadata__", path);
         return -1;
     }
     for (int i = 0; i < f->n_meta; i++) keys[i] = f->meta_key[i];
     const char* dup = find_duplicate(keys, f->n_meta);
     if (dup)
-        seterr(err, errlen, "%s: __metadata__ key '%s' appears twice (duplicate keys are not "
-               "allowed; the file is corrupt)", path, dup);
+        vita_fail_line(err, errlen, "%s: __metadata__ key '%s' appears twice (duplicate keys are not "
+                       "allowed; the file is corrupt)", path, dup);
     free(keys);
     return dup ? -1 : 0;
 }
@@ -264,25 +255,25 @@ static int parse_metadata(const char* path, StFile* f, const cJSON* m, char* err
 static int read_file(const char* path, unsigned char** buf, uint64_t* len, char* err, size_t errlen) {
     FILE* fp = fopen(path, "rb");
     if (!fp) {
-        seterr(err, errlen, "%s: cannot open: %s (check the weights path)", path, strerror(errno));
+        vita_fail_line(err, errlen, "%s: cannot open: %s (check the weights path)", path, strerror(errno));
         return -1;
     }
     off_t size = -1;
     if (fseeko(fp, 0, SEEK_END) == 0) size = ftello(fp);
     if (size < 0 || fseeko(fp, 0, SEEK_SET) != 0) {
-        seterr(err, errlen, "%s: cannot determine the file size: %s (is it a regular file?)", path,
-               strerror(errno));
+        vita_fail_line(err, errlen, "%s: cannot determine the file size: %s (is it a regular file?)", path,
+                       strerror(errno));
         fclose(fp);
         return -1;
     }
     if ((uint64_t)size > (uint64_t)SIZE_MAX - 1) {
-        seterr(err, errlen, "%s: file too large for this machine's address space", path);
+        vita_fail_line(err, errlen, "%s: file too large for this machine's address space", path);
         fclose(fp);
         return -1;
     }
     unsigned char* b = malloc((size_t)size + 1);
     if (!b) {
-        seterr(err, errlen, "%s: out of host memory reading %lld bytes", path, (long long)size);
+        vita_fail_line(err, errlen, "%s: out of host memory reading %lld bytes", path, (long long)size);
         fclose(fp);
         return -1;
     }
@@ -290,8 +281,8 @@ static int read_file(const char* path, unsigned char** buf, uint64_t* len, char*
     int rerr = ferror(fp);
     int cerr = fclose(fp);
     if (got != (size_t)size || rerr || cerr) {
-        seterr(err, errlen, "%s: read %zu of %lld bytes: %s (the file changed while reading or "
-               "the disk failed)", path, got, (long long)size, rerr ? strerror(errno) : "short read");
+        vita_fail_line(err, errlen, "%s: read %zu of %lld bytes: %s (the file changed while reading or "
+                       "the disk failed)", path, got, (long long)size, rerr ? strerror(errno) : "short read");
         free(b);
         return -1;
     }
@@ -306,24 +297,24 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
     if (read_file(path, &buf, &size, err, errlen)) return -1;
     f->file_buf = buf;
     if (!(f->path = dupstr(path))) {
-        seterr(err, errlen, "%s: out of host memory", path);
+        vita_fail_line(err, errlen, "%s: out of host memory", path);
         return -1;
     }
     if (size < 8) {
-        seterr(err, errlen, "%s: file is %" PRIu64 " bytes, shorter than the 8-byte header length: "
-               "truncated or not a safetensors file", path, size);
+        vita_fail_line(err, errlen, "%s: file is %" PRIu64 " bytes, shorter than the 8-byte header length: "
+                       "truncated or not a safetensors file", path, size);
         return -1;
     }
     uint64_t hn = 0;
     for (int i = 7; i >= 0; i--) hn = (hn << 8) | buf[i];
     if (hn > ST_MAX_HEADER) {
-        seterr(err, errlen, "%s: header length %" PRIu64 " exceeds the 100000000-byte limit: not a "
-               "safetensors file, or a corrupt one", path, hn);
+        vita_fail_line(err, errlen, "%s: header length %" PRIu64 " exceeds the 100000000-byte limit: not a "
+                       "safetensors file, or a corrupt one", path, hn);
         return -1;
     }
     if (hn > size - 8) {
-        seterr(err, errlen, "%s: header length %" PRIu64 " but only %" PRIu64 " bytes follow: the "
-               "file is truncated (copy or download it again)", path, hn, size - 8);
+        vita_fail_line(err, errlen, "%s: header length %" PRIu64 " but only %" PRIu64 " bytes follow: the "
+                       "file is truncated (copy or download it again)", path, hn, size - 8);
         return -1;
     }
     const char* hdr = (const char*)buf + 8;
@@ -332,20 +323,20 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
     *rootp = root;
     if (!root) {
         long pos = end ? (long)(end - hdr) : -1;
-        seterr(err, errlen, "%s: header is not valid JSON (error near byte %ld of %" PRIu64
-               "): the file is corrupt or not a safetensors file", path, pos, hn);
+        vita_fail_line(err, errlen, "%s: header is not valid JSON (error near byte %ld of %" PRIu64
+                       "): the file is corrupt or not a safetensors file", path, pos, hn);
         return -1;
     }
     /* only whitespace may follow the JSON value (the reference pads with spaces) */
     for (const char* p = end; p < hdr + hn; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            seterr(err, errlen, "%s: header has bytes after the JSON object at byte %ld (only "
-                   "space padding is allowed): the file is corrupt", path, (long)(p - hdr));
+            vita_fail_line(err, errlen, "%s: header has bytes after the JSON object at byte %ld (only "
+                           "space padding is allowed): the file is corrupt", path, (long)(p - hdr));
             return -1;
         }
     if (!cJSON_IsObject(root)) {
-        seterr(err, errlen, "%s: header is JSON but not an object of tensors: not a safetensors "
-               "file", path);
+        vita_fail_line(err, errlen, "%s: header is JSON but not an object of tensors: not a safetensors "
+                       "file", path);
         return -1;
     }
     f->data = buf + 8 + hn;
@@ -357,7 +348,7 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
     f->t = calloc((size_t)nkeys + 1, sizeof *f->t);
     if (!keys || !f->t) {
         free(keys);
-        seterr(err, errlen, "%s: out of host memory for %d header entries", path, nkeys);
+        vita_fail_line(err, errlen, "%s: out of host memory for %d header entries", path, nkeys);
         return -1;
     }
     int k = 0;
@@ -365,8 +356,8 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
     cJSON_ArrayForEach(e, root) keys[k++] = e->string;
     const char* dup = find_duplicate(keys, nkeys);
     if (dup) {
-        seterr(err, errlen, "%s: key '%s' appears twice in the header (duplicate keys are "
-               "not allowed; the file is corrupt)", path, dup);
+        vita_fail_line(err, errlen, "%s: key '%s' appears twice in the header (duplicate keys are "
+                       "not allowed; the file is corrupt)", path, dup);
         free(keys);
         return -1;
     }
@@ -380,7 +371,7 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
         StTensor* t = &f->t[f->n];
         if (parse_entry(path, e->string, e, f->data_len, t, err, errlen)) return -1;
         if (!(t->name = dupstr(e->string))) {
-            seterr(err, errlen, "%s: out of host memory", path);
+            vita_fail_line(err, errlen, "%s: out of host memory", path);
             return -1;
         }
         f->n++;
@@ -389,7 +380,7 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
     /* the tensors must tile the data buffer exactly */
     Range* r = malloc(((size_t)f->n + 1) * sizeof *r);
     if (!r) {
-        seterr(err, errlen, "%s: out of host memory", path);
+        vita_fail_line(err, errlen, "%s: out of host memory", path);
         return -1;
     }
     for (int i = 0; i < f->n; i++) r[i] = (Range){f->t[i].begin, f->t[i].end, i};
@@ -400,13 +391,13 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
         const StTensor* t = &f->t[r[i].idx];
         if (r[i].begin < at) {
             const StTensor* p = &f->t[r[i - 1].idx];
-            seterr(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] overlap "
-                   "tensor '%s' [%" PRIu64 ", %" PRIu64 "] (the file is corrupt)", path, t->name,
-                   t->begin, t->end, p->name, p->begin, p->end);
+            vita_fail_line(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] overlap "
+                           "tensor '%s' [%" PRIu64 ", %" PRIu64 "] (the file is corrupt)", path, t->name,
+                           t->begin, t->end, p->name, p->begin, p->end);
             rc = -1;
         } else if (r[i].begin > at) {
-            seterr(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] leave a "
-                   "hole of %" PRIu64 " bytes at [%" PRIu64 ", %" PRIu64 ") in the data buffer "
+            vita_fail_line(err, errlen, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] leave a "
+                           "hole of %" PRIu64 " bytes at [%" PRIu64 ", %" PRIu64 ") in the data buffer "
                    "(the file is corrupt)", path, t->name, t->begin, t->end, r[i].begin - at, at,
                    r[i].begin);
             rc = -1;
@@ -416,9 +407,9 @@ static int st_open_impl(StFile* f, const char* path, cJSON** rootp, char* err, s
     free(r);
     if (rc) return -1;
     if (at != f->data_len) {
-        seterr(err, errlen, "%s: %" PRIu64 " trailing bytes after the last tensor (data buffer is "
-               "%" PRIu64 " bytes, tensors end at %" PRIu64 "): the file is corrupt", path,
-               f->data_len - at, f->data_len, at);
+        vita_fail_line(err, errlen, "%s: %" PRIu64 " trailing bytes after the last tensor (data buffer is "
+                       "%" PRIu64 " bytes, tensors end at %" PRIu64 "): the file is corrupt", path,
+                       f->data_len - at, f->data_len, at);
         return -1;
     }
     return 0;
@@ -428,7 +419,7 @@ int st_open(StFile* f, const char* path, char* err, size_t errlen) {
     memset(f, 0, sizeof *f);
     if (err && errlen) err[0] = 0;
     if (!path) {
-        seterr(err, errlen, "(null): no weights path given");
+        vita_fail_line(err, errlen, "(null): no weights path given");
         return -1;
     }
     cJSON* root = NULL;
@@ -539,66 +530,66 @@ static int check_write_args(const char* path, const StWriteTensor* t, int n,
                             const char* const* meta, int n_meta, uint64_t* nbytes, char* err,
                             size_t errlen) {
     if (n < 0 || n_meta < 0 || (n > 0 && !t) || (n_meta > 0 && !meta)) {
-        seterr(err, errlen, "%s: st_write_f32 called with %d tensors, %d metadata entries "
-               "(a bug in vita)", path, n, n_meta);
+        vita_fail_line(err, errlen, "%s: st_write_f32 called with %d tensors, %d metadata entries "
+                       "(a bug in vita)", path, n, n_meta);
         return -1;
     }
     for (int i = 0; i < n; i++) {
         const char* nm = t[i].name;
         if (!nm || !nm[0]) {
-            seterr(err, errlen, "%s: tensor #%d has an empty name (every tensor needs a name)",
-                   path, i);
+            vita_fail_line(err, errlen, "%s: tensor #%d has an empty name (every tensor needs a name)",
+                           path, i);
             return -1;
         }
         if (strcmp(nm, "__metadata__") == 0) {
-            seterr(err, errlen, "%s: tensor '%s': the name is reserved for safetensors metadata",
-                   path, nm);
+            vita_fail_line(err, errlen, "%s: tensor '%s': the name is reserved for safetensors metadata",
+                           path, nm);
             return -1;
         }
         if (t[i].ndim < 0 || t[i].ndim > ST_MAX_DIMS) {
-            seterr(err, errlen, "%s: tensor '%s': %d dimensions (0..%d allowed)", path, nm,
-                   t[i].ndim, ST_MAX_DIMS);
+            vita_fail_line(err, errlen, "%s: tensor '%s': %d dimensions (0..%d allowed)", path, nm,
+                           t[i].ndim, ST_MAX_DIMS);
             return -1;
         }
         uint64_t numel = 1;
         for (int d = 0; d < t[i].ndim; d++) {
             int64_t v = t[i].shape[d];
             if (v < 0 || (uint64_t)v > (1ull << 53)) {
-                seterr(err, errlen, "%s: tensor '%s': shape[%d] = %lld is not in [0, 2^53]", path,
-                       nm, d, (long long)v);
+                vita_fail_line(err, errlen, "%s: tensor '%s': shape[%d] = %lld is not in [0, 2^53]", path,
+                               nm, d, (long long)v);
                 return -1;
             }
             if (v && numel > (1ull << 50) / (uint64_t)v) numel = UINT64_MAX; /* flagged below */
             else numel *= (uint64_t)v;
         }
         if (numel > (1ull << 50)) {
-            seterr(err, errlen, "%s: tensor '%s': too many elements", path, nm);
+            vita_fail_line(err, errlen, "%s: tensor '%s': too many elements", path, nm);
             return -1;
         }
         if (numel && !t[i].data) {
-            seterr(err, errlen, "%s: tensor '%s': no data (a bug in vita)", path, nm);
+            vita_fail_line(err, errlen, "%s: tensor '%s': no data (a bug in vita)", path, nm);
             return -1;
         }
         nbytes[i] = numel * 4;
     }
     for (int i = 0; i < 2 * n_meta; i++)
         if (!meta[i]) {
-            seterr(err, errlen, "%s: metadata entry %d has a NULL %s (a bug in vita)", path, i / 2,
-                   i % 2 ? "value" : "key");
+            vita_fail_line(err, errlen, "%s: metadata entry %d has a NULL %s (a bug in vita)", path, i / 2,
+                           i % 2 ? "value" : "key");
             return -1;
         }
     /* duplicate tensor names / metadata keys */
     size_t nn = (size_t)(n > n_meta ? n : n_meta) + 1;
     const char** names = malloc(nn * sizeof *names);
     if (!names) {
-        seterr(err, errlen, "%s: out of host memory", path);
+        vita_fail_line(err, errlen, "%s: out of host memory", path);
         return -1;
     }
     for (int i = 0; i < n; i++) names[i] = t[i].name;
     const char* dup = find_duplicate(names, n);
     if (dup) {
-        seterr(err, errlen, "%s: tensor '%s': name given twice (tensor names must be unique)",
-               path, dup);
+        vita_fail_line(err, errlen, "%s: tensor '%s': name given twice (tensor names must be unique)",
+                       path, dup);
         free(names);
         return -1;
     }
@@ -606,7 +597,7 @@ static int check_write_args(const char* path, const StWriteTensor* t, int n,
     dup = find_duplicate(names, n_meta);
     free(names);
     if (dup) {
-        seterr(err, errlen, "%s: metadata key '%s' given twice (keys must be unique)", path, dup);
+        vita_fail_line(err, errlen, "%s: metadata key '%s' given twice (keys must be unique)", path, dup);
         return -1;
     }
     return 0;
@@ -616,12 +607,12 @@ int st_write_f32(const char* path, const StWriteTensor* t, int n, const char* co
                  int n_meta, char* err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     if (!path || !path[0]) {
-        seterr(err, errlen, "(empty path): st_write_f32 needs an output path");
+        vita_fail_line(err, errlen, "(empty path): st_write_f32 needs an output path");
         return -1;
     }
     uint64_t* nbytes = calloc((size_t)(n > 0 ? n : 0) + 1, sizeof *nbytes);
     if (!nbytes) {
-        seterr(err, errlen, "%s: out of host memory", path);
+        vita_fail_line(err, errlen, "%s: out of host memory", path);
         return -1;
     }
     if (check_write_args(path, t, n, meta, n_meta, nbytes, err, errlen)) {
@@ -661,65 +652,23 @@ int st_write_f32(const char* path, const StWriteTensor* t, int n, const char* co
     buf_str(&h, "}");
     while (!h.oom && h.len % 8) buf_str(&h, " ");
     if (h.oom || h.len > ST_MAX_HEADER) {
-        seterr(err, errlen, "%s: %s", path, h.oom ? "out of host memory building the header"
+        vita_fail_line(err, errlen, "%s: %s", path, h.oom ? "out of host memory building the header"
                                                   : "header exceeds 100000000 bytes (too many tensors)");
         free(h.s);
         free(nbytes);
         return -1;
     }
 
-    size_t tl = strlen(path) + 32;
-    char* tmp = malloc(tl);
-    if (!tmp) {
-        seterr(err, errlen, "%s: out of host memory", path);
-        free(h.s);
-        free(nbytes);
-        return -1;
-    }
-    snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    int rc = -1;
-    FILE* fp = fopen(tmp, "wb");
-    if (!fp) {
-        seterr(err, errlen, "%s: cannot create temporary file %s: %s (does the directory exist "
-               "and is it writable?)", path, tmp, strerror(errno));
-        goto done;
-    }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(h.s, 1, h.len, fp) == h.len;
-    for (int i = 0; ok && i < n; i++)
-        if (nbytes[i]) ok = fwrite(t[i].data, 1, (size_t)nbytes[i], fp) == (size_t)nbytes[i];
-    ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    int e = errno;
-    if (fclose(fp) != 0 && ok) { ok = 0; e = errno; }
-    if (!ok) {
-        seterr(err, errlen, "%s: writing %s failed: %s (disk full or quota exceeded?)", path, tmp,
-               strerror(e));
-        remove(tmp);
-        goto done;
+    int rc = -1;
+    AtomicFile w;
+    if (atomic_open(&w, path, err, errlen) == 0) {
+        atomic_write(&w, len8, 8);
+        atomic_write(&w, h.s, h.len);
+        for (int i = 0; i < n; i++) atomic_write(&w, t[i].data, (size_t)nbytes[i]);
+        if (atomic_commit(&w, err, errlen) == 0) rc = 0;
     }
-    if (rename(tmp, path) != 0) {
-        seterr(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-        remove(tmp);
-        goto done;
-    }
-    /* make the rename itself durable; best effort (some file systems refuse fsync on dirs) */
-    {
-        char* dir = dupstr(path);
-        if (dir) {
-            char* slash = strrchr(dir, '/');
-            const char* d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-            int fd = open(d, O_RDONLY | O_DIRECTORY);
-            if (fd >= 0) {
-                (void)fsync(fd);
-                close(fd);
-            }
-            free(dir);
-        }
-    }
-    rc = 0;
-done:
-    free(tmp);
     free(h.s);
     free(nbytes);
     return rc;

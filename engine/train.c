@@ -270,22 +270,11 @@ static void join_channels(const VitConfig* vc, char* out, size_t n) {
 
 static void loader_cfg(const Trainer* t, LoaderConfig* lc, int split, int augment, int workers) {
     const Config* cfg = t->cfg;
-    loader_defaults(lc);
-    lc->mode = cfg->input_mode;
-    lc->context = cfg->input_context > 0 ? cfg->input_context : 1;
-    lc->crop[0] = cfg->input_mode == LOADER_SLICE ? 1 : t->vc.img[0];
-    lc->crop[1] = t->vc.img[1];
-    lc->crop[2] = t->vc.img[2];
-    lc->batch = cfg->batch;
-    lc->pos_fraction = cfg->pos_fraction;
+    run_loader_base(cfg, &t->vc, lc, split, augment);
     lc->task = cfg->task;
     if (cfg->channels[0]) snprintf(lc->channels, sizeof lc->channels, "%s", cfg->channels);
     else if (cfg->input_mode == LOADER_SLICE) lc->channels[0] = 0;
     else join_channels(&t->vc, lc->channels, sizeof lc->channels);
-    lc->split = split;
-    lc->fold = cfg->fold;
-    lc->augment = augment;
-    lc->seed = cfg->seed;
     lc->workers = workers > 0 ? workers : 1;
     lc->queue = 2;
     if (!augment) augment_none(&lc->aug);
@@ -443,12 +432,7 @@ static void meta_build(const Trainer* t, RunMeta* md, long step, long epoch, dou
 
 static int save_checkpoint(Trainer* t) {
     char err[600];
-    if (t->lg_open) {
-        dataset_h5_lock();
-        int r = runlog_flush(&t->lg);
-        dataset_h5_unlock();
-        if (r) return run_err("%s: cannot write the log", t->log_path);
-    }
+    if (t->lg_open && run_flush_log(&t->lg, t->log_path)) return VITA_EXIT_USER;
     LoaderState ls = loader_state(&t->Ltr);
     t->p.loader_epoch = ls.epoch;
     t->p.loader_pos = ls.pos;
@@ -854,10 +838,7 @@ static int end_of_epoch(Trainer* t, long e, double train_loss, double sps, int* 
     t->p.ep_loss_sum = 0;
     t->p.ep_loss_n = 0;
     t->p.ep_samples = 0;
-    dataset_h5_lock();
-    int fr = runlog_flush(&t->lg);
-    dataset_h5_unlock();
-    if (fr) return run_err("%s: cannot write the log", t->log_path);
+    if (run_flush_log(&t->lg, t->log_path)) return VITA_EXIT_USER;
     progress_epoch(t, e, train_loss, vloss, metric, sps);
     if (cfg->early_stop_patience > 0 && t->p.since_best >= cfg->early_stop_patience) *stop_early = 1;
     return 0;
@@ -1166,13 +1147,8 @@ static int train_run_inner(Trainer* t) {
 
     /* log */
     if ((rc = build_log_spec(t, resume))) return rc;
-    dataset_h5_lock();
-    if (resume)
-        rc = runlog_resume(&t->lg, t->log_path, &t->spec, (long)t->p.log_steps, (long)t->p.log_epochs,
-                           (long)t->p.log_align, err, sizeof err);
-    else
-        rc = runlog_create(&t->lg, t->log_path, &t->spec, err, sizeof err);
-    dataset_h5_unlock();
+    rc = run_open_log(&t->lg, t->log_path, &t->spec, resume, (long)t->p.log_steps,
+                      (long)t->p.log_epochs, (long)t->p.log_align, err, sizeof err);
     if (rc) return run_err("%s", err);
     t->lg_open = 1;
 

@@ -80,6 +80,13 @@ StWriteTensor* train_weight_tensors(const Vit* m, const Head* h, float** host, i
 /* encoder + head weights to path (atomic), metadata (key, value) pairs */
 int train_save_weights(const char* path, const Vit* m, const Head* h, const char* const* meta,
                        int n_meta, char* err, size_t errlen);
+/* reads a parameter table (names, numels, offsets into n_floats floats) from the open file f
+ * into the device buffer w (every row must be present with its size); 0, or 1 with
+ * "PATH: WHAT tensor 'NAME' missing" / "... NAME' WRONG_SIZE" in err. Shared by the encoder
+ * (train_load_weights) and the pretext objective rows of a pretrain checkpoint */
+int train_read_params(StFile* f, const char* path, const VitParam* params, int n_params,
+                      long n_floats, Ctx* c, float* w, const char* what, const char* wrong_size,
+                      char* err, size_t errlen);
 /* loads encoder rows (all must be present) and head rows of a vita checkpoint */
 int train_load_weights(const char* path, Vit* m, Head* h, char* err, size_t errlen);
 /* 1 if the safetensors file holds any head.* tensor */

@@ -60,24 +60,33 @@ int train_file_has_head(const char* path) {
     return has;
 }
 
+int train_read_params(StFile* f, const char* path, const VitParam* params, int n_params,
+                      long n_floats, Ctx* c, float* w, const char* what, const char* wrong_size,
+                      char* err, size_t errlen) {
+    float* host = xmalloc(sizeof(float) * (n_floats ? n_floats : 1));
+    int rc = 0;
+    for (int i = 0; i < n_params && !rc; i++) {
+        const VitParam* p = &params[i];
+        const StTensor* t = st_find(f, p->name);
+        if (!t || t->numel != p->numel) {
+            snprintf(err, errlen, "%s: %s tensor '%s' %s", path, what, p->name,
+                     t ? wrong_size : "missing");
+            rc = 1;
+        } else {
+            st_read_f32(f, t, host + p->offset);
+        }
+    }
+    if (!rc && n_floats) copy_h2d(c, w, host, sizeof(float) * n_floats);
+    free(host);
+    return rc;
+}
+
 int train_load_weights(const char* path, Vit* m, Head* h, char* err, size_t errlen) {
     StFile f;
     if (st_open(&f, path, err, errlen)) return 1;
-    float* host = xmalloc(sizeof(float) * (m->n_floats ? m->n_floats : 1));
-    int rc = 0;
-    for (int i = 0; i < m->n_params && !rc; i++) {
-        const VitParam* p = &m->params[i];
-        const StTensor* t = st_find(&f, p->name);
-        if (!t || t->numel != p->numel) {
-            snprintf(err, errlen, "%s: encoder tensor '%s' %s", path, p->name,
-                     t ? "has the wrong size (the run's model config changed?)" : "missing");
-            rc = 1;
-        } else {
-            st_read_f32(&f, t, host + p->offset);
-        }
-    }
-    if (!rc) copy_h2d(m->ctx, m->w, host, sizeof(float) * m->n_floats);
-    free(host);
+    int rc = train_read_params(&f, path, m->params, m->n_params, m->n_floats, m->ctx, m->w,
+                               "encoder", "has the wrong size (the run's model config changed?)",
+                               err, errlen);
     st_close(&f);
     if (!rc && h) rc = head_load_weights(h, path, err, errlen);
     return rc;

@@ -3,6 +3,8 @@
  * NIfTI and MetaImage writers, and the two grids of a dataset case (volume.h "Dataset
  * geometry"). Format code: volume_nifti.c, volume_mha.c; resampling: volume_resample.c. */
 #include "volume_internal.h"
+#include "atomic.h"
+#include "errfmt.h"
 #include "check.h"
 #include "dataset.h"
 
@@ -13,16 +15,6 @@
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
-
-int vol_fail(char* err, size_t errlen, const char* fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
 
 int vol_ends_with(const char* path, const char* suffix) {
     size_t n = strlen(path), m = strlen(suffix);
@@ -40,19 +32,16 @@ void vol_temp_name(const char* path, const char* ext, char* out, size_t outlen) 
 
 int vol_commit(const char* tmp, const char* path, char* err, size_t errlen) {
     int fd = open(tmp, O_RDONLY);
-    if (fd < 0) return vol_fail(err, errlen, "%s: cannot reopen the temp file %s: %s", path, tmp, strerror(errno));
+    if (fd < 0) return vita_fail(err, errlen, "%s: cannot reopen the temp file %s: %s", path, tmp, strerror(errno));
     int e = fsync(fd);
     int se = errno;
     close(fd);
     if (e != 0) {
         unlink(tmp);
-        return vol_fail(err, errlen, "%s: fsync of %s failed: %s (disk full?)", path, tmp, strerror(se));
+        return vita_fail(err, errlen, "%s: fsync of %s failed: %s (disk full?)", path, tmp, strerror(se));
     }
-    if (rename(tmp, path) != 0) {
-        se = errno;
-        unlink(tmp);
-        return vol_fail(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(se));
-    }
+    if ((se = atomic_rename(tmp, path)))
+        return vita_fail(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(se));
     return 0;
 }
 
@@ -63,19 +52,19 @@ static double det3(const double m[9]) {
 
 int vol_check_geometry(const Volume* v, const char* path, char* err, size_t errlen) {
     if (v->nx < 1 || v->ny < 1 || v->nz < 1)
-        return vol_fail(err, errlen, "%s: image size %dx%dx%d (x,y,z) has a dimension below 1", path,
-                        v->nx, v->ny, v->nz);
+        return vita_fail(err, errlen, "%s: image size %dx%dx%d (x,y,z) has a dimension below 1", path,
+                         v->nx, v->ny, v->nz);
     for (int a = 0; a < 3; a++) {
         if (!(v->spacing[a] > 0) || !isfinite(v->spacing[a]))
-            return vol_fail(err, errlen, "%s: spacing (z,y,x) = %g,%g,%g must be positive", path,
-                            v->spacing[0], v->spacing[1], v->spacing[2]);
+            return vita_fail(err, errlen, "%s: spacing (z,y,x) = %g,%g,%g must be positive", path,
+                             v->spacing[0], v->spacing[1], v->spacing[2]);
         if (!isfinite(v->origin[a]))
-            return vol_fail(err, errlen, "%s: origin is not finite", path);
+            return vita_fail(err, errlen, "%s: origin is not finite", path);
     }
     double d = det3(v->dir);
     if (!isfinite(d) || fabs(d) < 1e-6)
-        return vol_fail(err, errlen, "%s: direction matrix is singular (determinant %g); the "
-                        "orientation fields are damaged", path, d);
+        return vita_fail(err, errlen, "%s: direction matrix is singular (determinant %g); the "
+                         "orientation fields are damaged", path, d);
     return 0;
 }
 
@@ -92,22 +81,22 @@ int vol_set_linear(Volume* v, const double A[9]) {
 int volume_read(const char* path, Volume* v, int component, char* err, size_t errlen) {
     memset(v, 0, sizeof *v);
     if (access(path, R_OK) != 0)
-        return vol_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return vita_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
     int rc;
     if (vol_ends_with(path, ".nii") || vol_ends_with(path, ".nii.gz"))
         rc = volume_nifti_read(path, v, component, err, errlen);
     else if (vol_ends_with(path, ".mha") || vol_ends_with(path, ".mhd"))
         rc = volume_mha_read(path, v, component, err, errlen);
     else
-        return vol_fail(err, errlen, "%s: unknown image format; vita reads .nii, .nii.gz, .mha, .mhd",
-                        path);
+        return vita_fail(err, errlen, "%s: unknown image format; vita reads .nii, .nii.gz, .mha, .mhd",
+                         path);
     if (!rc) rc = vol_check_geometry(v, path, err, errlen);
     if (rc) volume_free(v);
     return rc;
 }
 
 int volume_write(const char* path, const Volume* v, int as_labels, char* err, size_t errlen) {
-    if (!v->data) return vol_fail(err, errlen, "%s: volume has no voxel data to write", path);
+    if (!v->data) return vita_fail(err, errlen, "%s: volume has no voxel data to write", path);
     if (vol_check_geometry(v, path, err, errlen)) return 1;
     const Volume* comps[1] = {v};
     if (vol_ends_with(path, ".nii") || vol_ends_with(path, ".nii.gz"))
@@ -116,8 +105,8 @@ int volume_write(const char* path, const Volume* v, int as_labels, char* err, si
         return volume_mha_write(path, comps, 1, as_labels, 1, err, errlen);
     if (vol_ends_with(path, ".mhd"))
         return volume_mha_write(path, comps, 1, as_labels, 0, err, errlen);
-    return vol_fail(err, errlen, "%s: unknown image format; vita writes .nii, .nii.gz, .mha, .mhd",
-                    path);
+    return vita_fail(err, errlen, "%s: unknown image format; vita writes .nii, .nii.gz, .mha, .mhd",
+                     path);
 }
 
 void volume_free(Volume* v) {

@@ -7,9 +7,8 @@
 #include "volume.h"
 
 #include <stdio.h>
+#include "errfmt.h"   /* vita_fail: the one-line error into (err, errlen) */
 
-/* one-line error into err (printf style); returns 1 */
-int vol_fail(char* err, size_t errlen, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 /* 1 when path ends with suffix (case-insensitive) */
 int vol_ends_with(const char* path, const char* suffix);
 /* temp name next to `path` that keeps its extension ext (".nii.gz", ".mha", ...), so that

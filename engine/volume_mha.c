@@ -80,16 +80,16 @@ static int parse_header(FILE* f, const char* path, MhaHeader* h, long* data_star
     while (fgets(line, sizeof line, f)) {
         used += (long)strlen(line);
         if (used > MHA_MAX_HEADER)
-            return vol_fail(err, errlen, "%s: no ElementDataFile within the first %d bytes; not a "
-                            "MetaImage header", path, MHA_MAX_HEADER);
+            return vita_fail(err, errlen, "%s: no ElementDataFile within the first %d bytes; not a "
+                             "MetaImage header", path, MHA_MAX_HEADER);
         size_t L = strlen(line);
         if (L == sizeof line - 1 && line[L - 1] != '\n')
-            return vol_fail(err, errlen, "%s: header line longer than %zu characters", path, sizeof line - 2);
+            return vita_fail(err, errlen, "%s: header line longer than %zu characters", path, sizeof line - 2);
         while (L && (line[L - 1] == '\n' || line[L - 1] == '\r' || isspace((unsigned char)line[L - 1]))) line[--L] = 0;
         if (!L) continue;
         char* eq = strchr(line, '=');
         if (!eq)
-            return vol_fail(err, errlen, "%s: header line \"%.60s\" is not 'Key = Value'", path, line);
+            return vita_fail(err, errlen, "%s: header line \"%.60s\" is not 'Key = Value'", path, line);
         char* k = line;
         char* val = eq + 1;
         *eq = 0;
@@ -99,20 +99,20 @@ static int parse_header(FILE* f, const char* path, MhaHeader* h, long* data_star
         double nums[16];
         if (!strcasecmp(k, "ObjectType")) {
             if (strcasecmp(val, "Image"))
-                return vol_fail(err, errlen, "%s: ObjectType = %s; vita reads Image objects", path, val);
+                return vita_fail(err, errlen, "%s: ObjectType = %s; vita reads Image objects", path, val);
             have_object = 1;
         } else if (!strcasecmp(k, "NDims")) {
             if (parse_nums(val, nums, 1) != 1 || nums[0] < 2 || nums[0] > 4 || nums[0] != floor(nums[0]))
-                return vol_fail(err, errlen, "%s: NDims = %s; vita reads 2, 3 or 4", path, val);
+                return vita_fail(err, errlen, "%s: NDims = %s; vita reads 2, 3 or 4", path, val);
             h->ndims = (int)nums[0];
         } else if (!strcasecmp(k, "DimSize")) {
             int n = parse_nums(val, nums, 4);
             if (!h->ndims || n != h->ndims)
-                return vol_fail(err, errlen, "%s: DimSize = %s needs NDims (given before it) positive integers",
-                                path, val);
+                return vita_fail(err, errlen, "%s: DimSize = %s needs NDims (given before it) positive integers",
+                                 path, val);
             for (int i = 0; i < n; i++) {
                 if (nums[i] < 1 || nums[i] > (1 << 24) || nums[i] != floor(nums[i]))
-                    return vol_fail(err, errlen, "%s: DimSize = %s is not a list of positive integers", path, val);
+                    return vita_fail(err, errlen, "%s: DimSize = %s is not a list of positive integers", path, val);
                 h->dims[i] = (int)nums[i];
             }
             h->have_dims = 1;
@@ -120,55 +120,55 @@ static int parse_header(FILE* f, const char* path, MhaHeader* h, long* data_star
             /* ElementSize (voxel extent) stands in for the spacing only when no ElementSpacing */
             int n = parse_nums(val, nums, 4);
             if (!h->ndims || n != h->ndims)
-                return vol_fail(err, errlen, "%s: %s = %s needs NDims (given before it) numbers", path, k, val);
+                return vita_fail(err, errlen, "%s: %s = %s needs NDims (given before it) numbers", path, k, val);
             for (int i = 0; i < n; i++) h->spacing[i] = nums[i];
             if (!strcasecmp(k, "ElementSpacing")) h->have_spacing = 1;
         } else if (!strcasecmp(k, "Offset") || !strcasecmp(k, "Position") || !strcasecmp(k, "Origin")) {
             int n = parse_nums(val, nums, 4);
             if (!h->ndims || n != h->ndims)
-                return vol_fail(err, errlen, "%s: %s = %s needs NDims (given before it) numbers", path, k, val);
+                return vita_fail(err, errlen, "%s: %s = %s needs NDims (given before it) numbers", path, k, val);
             for (int i = 0; i < n; i++) h->offset[i] = nums[i];
         } else if (!strcasecmp(k, "TransformMatrix") || !strcasecmp(k, "Rotation") ||
                    !strcasecmp(k, "Orientation")) {
             int n = parse_nums(val, nums, 16);
             if (!h->ndims || n != h->ndims * h->ndims)
-                return vol_fail(err, errlen, "%s: %s = %s needs NDims*NDims numbers (NDims before it)",
-                                path, k, val);
+                return vita_fail(err, errlen, "%s: %s = %s needs NDims*NDims numbers (NDims before it)",
+                                 path, k, val);
             memcpy(h->matrix, nums, sizeof(double) * n);
             h->have_matrix = 1;
         } else if (!strcasecmp(k, "AnatomicalOrientation")) {
             for (const char* c = val; *c; c++)
                 if (!strchr("RLAPSI?", toupper((unsigned char)*c)))
-                    return vol_fail(err, errlen, "%s: AnatomicalOrientation = %s; letters R L A P S I expected",
-                                    path, val);
+                    return vita_fail(err, errlen, "%s: AnatomicalOrientation = %s; letters R L A P S I expected",
+                                     path, val);
         } else if (!strcasecmp(k, "ElementType")) {
             for (size_t i = 0; i < sizeof met_types / sizeof *met_types; i++)
                 if (!strcasecmp(val, met_types[i].name)) h->type = (int)i;
             if (h->type < 0)
-                return vol_fail(err, errlen, "%s: ElementType = %s not supported; use MET_UCHAR, MET_CHAR, "
-                                "MET_SHORT, MET_USHORT, MET_INT, MET_UINT, MET_FLOAT or MET_DOUBLE", path, val);
+                return vita_fail(err, errlen, "%s: ElementType = %s not supported; use MET_UCHAR, MET_CHAR, "
+                                 "MET_SHORT, MET_USHORT, MET_INT, MET_UINT, MET_FLOAT or MET_DOUBLE", path, val);
             h->have_type = 1;
         } else if (!strcasecmp(k, "ElementNumberOfChannels")) {
             if (parse_nums(val, nums, 1) != 1 || nums[0] < 1 || nums[0] > 64 || nums[0] != floor(nums[0]))
-                return vol_fail(err, errlen, "%s: ElementNumberOfChannels = %s; a positive integer expected", path, val);
+                return vita_fail(err, errlen, "%s: ElementNumberOfChannels = %s; a positive integer expected", path, val);
             h->nchan = (int)nums[0];
         } else if (!strcasecmp(k, "BinaryDataByteOrderMSB") || !strcasecmp(k, "ElementByteOrderMSB")) {
             if (parse_bool(val, &h->msb))
-                return vol_fail(err, errlen, "%s: %s = %s; True or False expected", path, k, val);
+                return vita_fail(err, errlen, "%s: %s = %s; True or False expected", path, k, val);
         } else if (!strcasecmp(k, "BinaryData")) {
             if (parse_bool(val, &binary))
-                return vol_fail(err, errlen, "%s: BinaryData = %s; True or False expected", path, val);
+                return vita_fail(err, errlen, "%s: BinaryData = %s; True or False expected", path, val);
             have_binary = 1;
         } else if (!strcasecmp(k, "CompressedData")) {
             if (parse_bool(val, &h->compressed))
-                return vol_fail(err, errlen, "%s: CompressedData = %s; True or False expected", path, val);
+                return vita_fail(err, errlen, "%s: CompressedData = %s; True or False expected", path, val);
         } else if (!strcasecmp(k, "CompressedDataSize")) {
             if (parse_nums(val, nums, 1) != 1 || nums[0] < 1)
-                return vol_fail(err, errlen, "%s: CompressedDataSize = %s; a positive integer expected", path, val);
+                return vita_fail(err, errlen, "%s: CompressedDataSize = %s; a positive integer expected", path, val);
             h->compressed_size = (long long)nums[0];
         } else if (!strcasecmp(k, "HeaderSize")) {
             if (parse_nums(val, nums, 1) != 1 || nums[0] < -1)
-                return vol_fail(err, errlen, "%s: HeaderSize = %s; an integer >= -1 expected", path, val);
+                return vita_fail(err, errlen, "%s: HeaderSize = %s; an integer >= -1 expected", path, val);
             h->header_size = (long long)nums[0];
         } else if (!strcasecmp(k, "ElementDataFile")) {
             snprintf(h->datafile, sizeof h->datafile, "%s", val);
@@ -177,18 +177,18 @@ static int parse_header(FILE* f, const char* path, MhaHeader* h, long* data_star
         }   /* other keys (Comment, CenterOfRotation, ElementMin/Max, ...) carry no geometry */
     }
     if (!h->datafile[0])
-        return vol_fail(err, errlen, "%s: no ElementDataFile line; not a MetaImage header (or truncated)", path);
+        return vita_fail(err, errlen, "%s: no ElementDataFile line; not a MetaImage header (or truncated)", path);
     if (!have_object && !h->ndims)
-        return vol_fail(err, errlen, "%s: no ObjectType / NDims; not a MetaImage header", path);
-    if (!h->ndims) return vol_fail(err, errlen, "%s: NDims missing", path);
-    if (!h->have_dims) return vol_fail(err, errlen, "%s: DimSize missing", path);
-    if (!h->have_type) return vol_fail(err, errlen, "%s: ElementType missing", path);
+        return vita_fail(err, errlen, "%s: no ObjectType / NDims; not a MetaImage header", path);
+    if (!h->ndims) return vita_fail(err, errlen, "%s: NDims missing", path);
+    if (!h->have_dims) return vita_fail(err, errlen, "%s: DimSize missing", path);
+    if (!h->have_type) return vita_fail(err, errlen, "%s: ElementType missing", path);
     if (have_binary && !binary)
-        return vol_fail(err, errlen, "%s: BinaryData = False (ASCII voxels) is not supported; "
-                        "convert with ITK/SimpleITK to binary", path);
+        return vita_fail(err, errlen, "%s: BinaryData = False (ASCII voxels) is not supported; "
+                         "convert with ITK/SimpleITK to binary", path);
     if (!strcasecmp(h->datafile, "LIST") || strchr(h->datafile, '%'))
-        return vol_fail(err, errlen, "%s: ElementDataFile = %s (slice lists / patterns) is not "
-                        "supported; write one data file", path, h->datafile);
+        return vita_fail(err, errlen, "%s: ElementDataFile = %s (slice lists / patterns) is not "
+                         "supported; write one data file", path, h->datafile);
     return 0;
 }
 
@@ -207,7 +207,7 @@ static int read_whole(FILE* f, long start, long long want, unsigned char** out, 
 int volume_mha_read(const char* path, Volume* v, int component, char* err, size_t errlen) {
     memset(v, 0, sizeof *v);
     FILE* f = fopen(path, "rb");
-    if (!f) return vol_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return vita_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     MhaHeader h;
     long data_start = 0;
     unsigned char* raw = NULL;
@@ -220,8 +220,8 @@ int volume_mha_read(const char* path, Volume* v, int component, char* err, size_
     int nz = nd >= 3 ? h.dims[2] : 1, nt = nd == 4 ? h.dims[3] : 1;
     int ncomp = nt * h.nchan;
     if (component >= ncomp) {
-        rc = vol_fail(err, errlen, "%s: component %d requested but the file holds %d (DimSize / "
-                      "ElementNumberOfChannels)", path, component, ncomp);
+        rc = vita_fail(err, errlen, "%s: component %d requested but the file holds %d (DimSize / "
+                       "ElementNumberOfChannels)", path, component, ncomp);
         goto done;
     }
     if (component < 0) component = 0;
@@ -236,8 +236,8 @@ int volume_mha_read(const char* path, Volume* v, int component, char* err, size_
     v->ny = h.dims[1];
     v->nz = nz;
     if (vol_set_linear(v, A)) {
-        rc = vol_fail(err, errlen, "%s: ElementSpacing / TransformMatrix give an index axis zero "
-                      "length; fix those fields", path);
+        rc = vita_fail(err, errlen, "%s: ElementSpacing / TransformMatrix give an index axis zero "
+                       "length; fix those fields", path);
         goto done;
     }
     for (int r = 0; r < 3; r++) v->origin[r] = r < nd ? h.offset[r] : 0;
@@ -254,13 +254,13 @@ int volume_mha_read(const char* path, Volume* v, int component, char* err, size_
         else snprintf(dpath, sizeof dpath, "%.*s/%s", (int)(slash - path), path, h.datafile);
         df = fopen(dpath, "rb");
         if (!df) {
-            rc = vol_fail(err, errlen, "%s: ElementDataFile %s: cannot open: %s", path, dpath, strerror(errno));
+            rc = vita_fail(err, errlen, "%s: ElementDataFile %s: cannot open: %s", path, dpath, strerror(errno));
             goto done;
         }
         data_start = 0;
         if (h.header_size > 0) data_start = (long)h.header_size;
         if (h.header_size == -1 && !h.compressed) {
-            if (fseek(df, 0, SEEK_END) != 0) { rc = vol_fail(err, errlen, "%s: cannot seek %s", path, dpath); goto done; }
+            if (fseek(df, 0, SEEK_END) != 0) { rc = vita_fail(err, errlen, "%s: cannot seek %s", path, dpath); goto done; }
             data_start = ftell(df) - (long)nbytes;
             if (data_start < 0) data_start = 0;
         }
@@ -271,7 +271,7 @@ int volume_mha_read(const char* path, Volume* v, int component, char* err, size_
         size_t zn = 0;
         if (read_whole(df, data_start, h.compressed_size > 0 ? h.compressed_size : -1, &z, &zn)) {
             free(z);
-            rc = vol_fail(err, errlen, "%s: compressed data shorter than CompressedDataSize (truncated file?)", where);
+            rc = vita_fail(err, errlen, "%s: compressed data shorter than CompressedDataSize (truncated file?)", where);
             goto done;
         }
         raw = xmalloc(nbytes);
@@ -288,15 +288,15 @@ int volume_mha_read(const char* path, Volume* v, int component, char* err, size_
         inflateEnd(&s);
         free(z);
         if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR && zr != Z_OK) || out_n != nbytes) {
-            rc = vol_fail(err, errlen, "%s: CompressedData: zlib stream damaged or too short "
-                          "(%zu of %zu bytes decoded; DimSize/ElementType inconsistent?)", where, out_n, nbytes);
+            rc = vita_fail(err, errlen, "%s: CompressedData: zlib stream damaged or too short "
+                           "(%zu of %zu bytes decoded; DimSize/ElementType inconsistent?)", where, out_n, nbytes);
             goto done;
         }
         raw_n = nbytes;
     } else {
         if (read_whole(df, data_start, (long long)nbytes, &raw, &raw_n) || raw_n != nbytes) {
-            rc = vol_fail(err, errlen, "%s: data holds %zu bytes but DimSize x ElementType need %zu "
-                          "(truncated file?)", where, raw_n, nbytes);
+            rc = vita_fail(err, errlen, "%s: data holds %zu bytes but DimSize x ElementType need %zu "
+                           "(truncated file?)", where, raw_n, nbytes);
             goto done;
         }
     }
@@ -357,13 +357,13 @@ static int write_atomic(const char* path, const char* file, const char* ext, con
     char tmp[2100];
     vol_temp_name(file, ext, tmp, sizeof tmp);
     FILE* f = fopen(tmp, "wb");
-    if (!f) return vol_fail(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    if (!f) return vita_fail(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
     int e = an && fwrite(a, 1, an, f) != an;
     e |= bn && fwrite(b, 1, bn, f) != bn;
     e |= fclose(f) != 0;
     if (e) {
         unlink(tmp);
-        return vol_fail(err, errlen, "%s: writing %s failed (disk full?)", path, tmp);
+        return vita_fail(err, errlen, "%s: writing %s failed (disk full?)", path, tmp);
     }
     return vol_commit(tmp, file, err, errlen);
 }

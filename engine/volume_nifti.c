@@ -55,30 +55,30 @@ int volume_nifti_read(const char* path, Volume* v, int component, char* err, siz
     int nver = 0;
     void* hdr = nifti_read_header(path, &nver, 1);
     if (!hdr)
-        return vol_fail(err, errlen, "%s: not a NIfTI-1/2 file (header sizeof_hdr/magic/dim "
-                        "invalid); is it truncated or another format?", path);
+        return vita_fail(err, errlen, "%s: not a NIfTI-1/2 file (header sizeof_hdr/magic/dim "
+                         "invalid); is it truncated or another format?", path);
     free(hdr);
     nifti_image* nim = nifti_image_read(path, 1);
     if (!nim)
-        return vol_fail(err, errlen, "%s: NIfTI data unreadable (datatype/vox_offset damaged, or "
-                        "the file is truncated)", path);
+        return vita_fail(err, errlen, "%s: NIfTI data unreadable (datatype/vox_offset damaged, or "
+                         "the file is truncated)", path);
     int rc = 0;
     int64_t ncomp = 1;
     for (int d = 4; d <= nim->dim[0] && d <= 7; d++) ncomp *= nim->dim[d] > 0 ? nim->dim[d] : 1;
     if (nim->dim[0] < 2 || nim->dim[1] < 1 || nim->dim[2] < 1 || nim->nx > INT32_MAX / 4 ||
         nim->ny > INT32_MAX / 4 || nim->nz > INT32_MAX / 4) {
-        rc = vol_fail(err, errlen, "%s: dim = [%lld, %lld, %lld, %lld]: vita reads 2-D to 4-D images",
-                      path, (long long)nim->dim[0], (long long)nim->dim[1], (long long)nim->dim[2],
-                      (long long)nim->dim[3]);
+        rc = vita_fail(err, errlen, "%s: dim = [%lld, %lld, %lld, %lld]: vita reads 2-D to 4-D images",
+                       path, (long long)nim->dim[0], (long long)nim->dim[1], (long long)nim->dim[2],
+                       (long long)nim->dim[3]);
         goto done;
     }
     if (component >= ncomp) {
-        rc = vol_fail(err, errlen, "%s: component %d requested but dim[4..] holds %lld volume(s)",
-                      path, component, (long long)ncomp);
+        rc = vita_fail(err, errlen, "%s: component %d requested but dim[4..] holds %lld volume(s)",
+                       path, component, (long long)ncomp);
         goto done;
     }
     if (!nim->data) {
-        rc = vol_fail(err, errlen, "%s: NIfTI data could not be read (truncated file?)", path);
+        rc = vita_fail(err, errlen, "%s: NIfTI data could not be read (truncated file?)", path);
         goto done;
     }
     v->nx = (int)nim->nx;
@@ -109,9 +109,9 @@ int volume_nifti_read(const char* path, Volume* v, int component, char* err, siz
     t[1] = -t[1];
     if (v->nz == 1 && A[2] == 0 && A[5] == 0 && A[8] == 0) A[8] = 1;   /* 2-D: unit z axis */
     if (vol_set_linear(v, A)) {
-        rc = vol_fail(err, errlen, "%s: the %s maps an index axis to zero length; fix "
-                      "pixdim / srow / quatern", path,
-                      nim->sform_code > 0 ? "sform (srow_x/y/z)" : nim->qform_code > 0 ? "qform" : "pixdim");
+        rc = vita_fail(err, errlen, "%s: the %s maps an index axis to zero length; fix "
+                       "pixdim / srow / quatern", path,
+                       nim->sform_code > 0 ? "sform (srow_x/y/z)" : nim->qform_code > 0 ? "qform" : "pixdim");
         goto done;
     }
     memcpy(v->origin, t, sizeof t);
@@ -124,8 +124,8 @@ int volume_nifti_read(const char* path, Volume* v, int component, char* err, siz
     size_t nvox = (size_t)v->nx * v->ny * v->nz;
     v->data = xmalloc(nvox * sizeof(float));
     if (convert(nim, nvox * (size_t)(component > 0 ? component : 0), nvox, v->data, slope, inter)) {
-        rc = vol_fail(err, errlen, "%s: datatype %d (%s) is not supported; vita reads integer and "
-                      "float32/64 voxels", path, nim->datatype, nifti_datatype_string(nim->datatype));
+        rc = vita_fail(err, errlen, "%s: datatype %d (%s) is not supported; vita reads integer and "
+                       "float32/64 voxels", path, nim->datatype, nifti_datatype_string(nim->datatype));
         free(v->data);
         v->data = NULL;
     }
@@ -143,7 +143,7 @@ int volume_nifti_write(const char* path, const Volume* const* comps, int ncomp, 
     nifti_set_debug_level(0);
     int64_t dims[8] = {ncomp > 1 ? 4 : 3, v->nx, v->ny, v->nz, ncomp, 1, 1, 1};
     nifti_image* nim = nifti_make_new_nim(dims, as_labels ? DT_UINT8 : DT_FLOAT32, 1);
-    if (!nim) return vol_fail(err, errlen, "%s: nifticlib could not allocate the image", path);
+    if (!nim) return vita_fail(err, errlen, "%s: nifticlib could not allocate the image", path);
     size_t nvox = (size_t)v->nx * v->ny * v->nz;
     for (int c = 0; c < ncomp; c++) {
         const float* src = comps[c]->data;
@@ -187,7 +187,7 @@ int volume_nifti_write(const char* path, const Volume* const* comps, int ncomp, 
     snprintf(nim->descrip, sizeof nim->descrip, "vita");
     if (nifti_set_filenames(nim, tmp, 0, 1) != 0) {
         nifti_image_free(nim);
-        return vol_fail(err, errlen, "%s: nifticlib rejected the file name", path);
+        return vita_fail(err, errlen, "%s: nifticlib rejected the file name", path);
     }
     nifti_set_iname_offset(nim, 1);
     unlink(tmp);
@@ -200,8 +200,8 @@ int volume_nifti_write(const char* path, const Volume* const* comps, int ncomp, 
     free(hdr);
     if (!ok) {
         unlink(tmp);
-        return vol_fail(err, errlen, "%s: writing %s failed (directory not writable or disk full?)",
-                        path, tmp);
+        return vita_fail(err, errlen, "%s: writing %s failed (directory not writable or disk full?)",
+                         path, tmp);
     }
     return vol_commit(tmp, path, err, errlen);
 }

@@ -75,9 +75,9 @@ static inline void bspline_weights(double t, double w[4]) {
 static inline int clampi(int k, int n) { return k < 0 ? 0 : k >= n ? n - 1 : k; }
 
 int volume_resample(const Volume* src, Volume* dst, int interp, float fill, char* err, size_t errlen) {
-    if (!src->data) return vol_fail(err, errlen, "resample: source volume has no data");
+    if (!src->data) return vita_fail(err, errlen, "resample: source volume has no data");
     if (interp != VOL_NEAREST && interp != VOL_LINEAR && interp != VOL_BSPLINE)
-        return vol_fail(err, errlen, "resample: interpolation %d; use nearest (0), linear (1) or B-spline (3)", interp);
+        return vita_fail(err, errlen, "resample: interpolation %d; use nearest (0), linear (1) or B-spline (3)", interp);
     if (vol_check_geometry(src, "resample source", err, errlen) ||
         vol_check_geometry(dst, "resample target", err, errlen))
         return 1;

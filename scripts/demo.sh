@@ -22,7 +22,7 @@ MODE=${2:-quick}
 PY=${PYTHON:-/usr/bin/python3}
 VITA="$BUILD/vita"
 case "$MODE" in
-  quick) D="$BUILD/demo"; N_PRE=160; N_FT=100; PRE_EP=12; FT_EP=6; CLS_EP=12
+  quick) D="$BUILD/demo"; N_PRE=160; N_FT=100; PRE_EP=30; FT_EP=8; CLS_EP=16
          LRS="[3.0e-4]"; SEEDS="[0]"; JOBS=2 ;;
   full)  D="$BUILD/demo-full"; N_PRE=400; N_FT=200; PRE_EP=40; FT_EP=20; CLS_EP=30
          LRS="[1.0e-4, 3.0e-4]"; SEEDS="[0, 1, 2]"; JOBS=2 ;;

@@ -19,10 +19,11 @@ PY=/usr/bin/python3
 TIMM=1.0.31
 MONAI=1.4.0
 EINOPS=0.8.2
+SITK=2.5.7
 
 check() {
   "$VENV/bin/python" -c "
-import timm, monai, einops, torchvision
+import timm, monai, einops, torchvision, SimpleITK
 assert timm.__version__ == '$TIMM', timm.__version__
 assert monai.__version__ == '$MONAI', monai.__version__
 " 2>/dev/null
@@ -34,7 +35,7 @@ if [ -x "$VENV/bin/python" ] && check; then
 fi
 [ -x "$VENV/bin/python" ] || $PY -m venv --system-site-packages "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps \
-  "timm==$TIMM" "monai==$MONAI" "einops==$EINOPS"
+  "timm==$TIMM" "monai==$MONAI" "einops==$EINOPS" "SimpleITK==$SITK"
 
 if ! "$VENV/bin/python" -c "import torchvision" 2>/dev/null; then
   site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")

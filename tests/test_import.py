@@ -14,16 +14,11 @@ import numpy as np
 import h5py
 import nibabel as nib
 
-passed = failed = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pyharness  # noqa: E402
 
-
-def check(what, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-    print(("PASS " if ok else "FAIL ") + what + (f"  ({detail})" if detail else ""), flush=True)
+T = pyharness.Checks()
+check = T.check
 
 
 def rot(a, b):
@@ -92,7 +87,8 @@ def sitk_geometry(paths):
             "for p in sys.argv[1:]:\n"
             "    i=s.ReadImage(p); out.append([list(i.GetOrigin()),list(i.GetSpacing()),list(i.GetDirection())])\n"
             "print(json.dumps(out))\n")
-    for py in [sys.executable, os.environ.get("VITA_SITK_PYTHON", "")]:
+    peers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".venv-peers", "bin", "python")
+    for py in [sys.executable, os.environ.get("VITA_SITK_PYTHON", ""), peers if os.path.exists(peers) else ""]:
         if not py:
             continue
         r = subprocess.run([py, "-c", code, *paths], capture_output=True, text=True)
@@ -197,7 +193,7 @@ def picai(tmp):
     geo = sitk_geometry([os.path.join(src, "10001", "10001_1000001_t2w.mha"),
                          os.path.join(lab, "10001_1000001.nii.gz")])
     if geo is None:
-        print("note: SimpleITK not available (set VITA_SITK_PYTHON); ITK cross-check skipped")
+        print("note: SimpleITK not available (scripts/setup-peers.sh installs it into .venv-peers, or set VITA_SITK_PYTHON); ITK cross-check skipped")
     else:
         with h5py.File(out, "r") as h:
             g = h["geometry"]
@@ -322,9 +318,7 @@ def flat(tmp):
 
 def main():
     if not os.path.exists(VITA):
-        print(f"FAIL {VITA} not built")
-        print("0 passed, 1 failed")
-        return 1
+        return T.missing(f"FAIL {VITA} not built")
     tmp = tempfile.mkdtemp(prefix="vita_test_import_")
     try:
         picai(tmp)
@@ -332,8 +326,8 @@ def main():
         flat(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(T.summary())
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

@@ -40,18 +40,11 @@ import numpy as np
 
 BUILD = os.environ.get("VITA_BUILD", "build")
 VITA = os.path.abspath(os.path.join(BUILD, "vita"))
-passed = failed = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pyharness  # noqa: E402
 
-
-def check(what, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", what, ("  (" + detail + ")") if detail else ""))
-    sys.stdout.flush()
-    return ok
+T = pyharness.Checks()
+check = T.check
 
 
 def vita(*args, expect=0):
@@ -283,7 +276,7 @@ def import_round_trip(work):
 def main():
     if not os.access(VITA, os.X_OK):
         check("vita binary at " + VITA, False, "build it first (make)")
-        print("%d passed, %d failed" % (passed, failed))
+        print(T.summary())
         return 1
     work = tempfile.mkdtemp(prefix="vita_test_predict_")
     data = os.path.join(work, "D.h5")
@@ -455,12 +448,12 @@ def main():
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         check("user error, one line (%s): %s" % (what, lines[-1] if lines else ""),
               r.returncode == 1 and len(lines) == 1 and lines[0].startswith("vita: "))
-    if failed == 0:
+    if T.failed == 0:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print("  work files kept in " + work)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print(T.summary())
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

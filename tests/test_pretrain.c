@@ -12,6 +12,7 @@
  *      keys in vita pretrain, out-of-range and unknown values, a typo).
  * Every run is a forked child (the parent never starts OpenMP or BLAS threads), as test_train. */
 #include "testing.h"
+#include "run_child.h"
 #include "../engine/pretrain.h"
 #include "../engine/phantom.h"
 #include "../engine/safetensors.h"
@@ -23,22 +24,6 @@
 #include <time.h>
 
 static char g_root[256], g_data[320];
-
-typedef struct {
-    const char* trace;         /* file: "step loss(%a)" per step */
-    long stop_at;              /* step at which to raise stop_sig (-1 none) */
-    int stop_sig;
-} Hook;
-
-static void hook_fn(void* user, long step, long epoch, double loss) {
-    (void)epoch;
-    Hook* h = user;
-    if (h->trace) {
-        FILE* f = fopen(h->trace, "a");
-        if (f) { fprintf(f, "%ld %a\n", step, loss); fclose(f); }
-    }
-    if (step == h->stop_at) raise(h->stop_sig);
-}
 
 /* the pretrain config of the tests; 0 or the config error printed */
 static int make_cfg(Config* c, const char* name, const char* objective, const char* const* extra,
@@ -59,64 +44,22 @@ static int make_cfg(Config* c, const char* name, const char* objective, const ch
         "pretrain.decoder.heads=2", "pretrain.proj.hidden=64", "pretrain.proj.dim=32",
         "pretrain.temperature=0.2",
     };
-    int nb = sizeof base / sizeof base[0];
-    const char* sets[64];
-    for (int i = 0; i < nb; i++) sets[i] = base[i];
-    for (int i = 0; i < n_extra; i++) sets[nb + i] = extra[i];
     char err[1024];
-    if (config_load_pretrain(c, NULL, sets, nb + n_extra, err, sizeof err)) {
+    if (child_load_cfg(c, config_load_pretrain, base, (int)(sizeof base / sizeof base[0]), extra,
+                       n_extra, err, sizeof err)) {
         printf("config: %s\n", err);
         return 1;
     }
     return 0;
 }
 
-/* runs cfg in a child (pretrain_run, or train_run when train = 1); the exit code or 128 + signal */
-static int run_child(const Config* cfg, int train, int resume, Hook* hook) {
-    char errf[600];
-    snprintf(errf, sizeof errf, "%s/%s.err", g_root, cfg->run_name);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(errf, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) { dup2(fd, 2); close(fd); }
-        int nul = open("/dev/null", O_WRONLY);
-        if (nul >= 0) { dup2(nul, 1); close(nul); }
-        TrainOptions o;
-        memset(&o, 0, sizeof o);
-        o.resume = resume;
-        o.threads = 2;
-        o.device = "cpu";
-        if (hook) { o.on_step = hook_fn; o.user = hook; }
-        int rc = train ? train_run(cfg, &o) : pretrain_run(cfg, &o);
-        fflush(stdout);
-        fflush(stderr);
-        _exit(rc);
-    }
-    int st = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    waitpid(pid, &st, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("  (run %s%s: %.1f s)\n", cfg->run_name, resume ? " --resume" : "",
-           (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return -1;
+/* runs cfg in a child (pretrain_run, or train_run when train = 1; tests/run_child.h);
+ * the exit code or 128 + signal */
+static int run_child(const Config* cfg, int train, int resume, ChildHook* hook) {
+    return run_in_child(g_root, train ? train_run : pretrain_run, cfg, resume, hook);
 }
 
-static void show_err(const char* name) {
-    char p[400];
-    snprintf(p, sizeof p, "%s/%s.err", g_root, name);
-    FILE* f = fopen(p, "r");
-    if (!f) return;
-    char line[1024];
-    int n = 0;
-    printf("  --- %s stderr:\n", name);
-    while (fgets(line, sizeof line, f) && n++ < 40) printf("  | %s", line);
-    fclose(f);
-}
+static void show_err(const char* name) { child_show_err(g_root, name); }
 
 /* a 1-D or 2-D dataset of a log as doubles (malloc'd), n values */
 static double* h5_all(const char* path, const char* name, long* n) {
@@ -366,15 +309,15 @@ static void test_resume(const char* objective) {
     }
     snprintf(ta, sizeof ta, "%s/%s.trace", g_root, na);
     snprintf(tb, sizeof tb, "%s/%s.trace", g_root, nb);
-    Hook ha = {ta, -1, 0};
+    ChildHook ha = {ta, -1, 0};
     int rc = run_child(&A, 0, 0, &ha);
     snprintf(what, sizeof what, "%s: uninterrupted run exits 0", objective);
     if (!t_true(what, rc == 0)) { show_err(na); return; }
-    Hook hb = {tb, 5, SIGUSR1};   /* mid epoch 2 (4 steps per epoch) */
+    ChildHook hb = {tb, 5, SIGUSR1};   /* mid epoch 2 (4 steps per epoch) */
     rc = run_child(&B, 0, 0, &hb);
     snprintf(what, sizeof what, "%s: SIGUSR1 at step 5 -> exit 75", objective);
     if (!t_true(what, rc == 75)) { show_err(nb); return; }
-    Hook hb2 = {tb, -1, 0};
+    ChildHook hb2 = {tb, -1, 0};
     rc = run_child(&B, 0, 1, &hb2);
     snprintf(what, sizeof what, "%s: --resume exits 0", objective);
     if (!t_true(what, rc == 0)) { show_err(nb); return; }
@@ -456,28 +399,8 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    snprintf(g_root, sizeof g_root, "/tmp/vita_test_pretrain_XXXXXX");
-    if (!mkdtemp(g_root)) { perror("mkdtemp"); return 1; }
-    snprintf(g_data, sizeof g_data, "%s/phantom.h5", g_root);
-    printf("work dir %s\n", g_root);
-    pid_t pid = fork();
-    if (pid == 0) {
-        PhantomSpec ps;
-        phantom_default(&ps);
-        ps.n = 32;
-        ps.D = 16;
-        ps.H = 32;
-        ps.W = 32;
-        ps.seed = 7;
-        ps.quiet = 1;
-        char err[512];
-        int rc = phantom_write(g_data, &ps, "test_pretrain", err, sizeof err);
-        if (rc) fprintf(stderr, "%s\n", err);
-        _exit(rc);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    if (!t_true("phantom dataset written", WIFEXITED(st) && WEXITSTATUS(st) == 0)) return t_summary();
+    if (child_workdir(g_root, sizeof g_root, g_data, sizeof g_data, "test_pretrain")) return 1;
+    if (!t_true("phantom dataset written", child_phantom(g_data, "test_pretrain"))) return t_summary();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     test_errors();
     test_objective("mae");
@@ -486,10 +409,6 @@ int main(void) {
     test_epochs0();
     test_resume("mae");
     test_resume("contrastive");
-    if (!t_failed) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-        if (system(cmd)) printf("could not remove %s\n", g_root);
-    }
+    child_cleanup(g_root, t_failed);
     return t_summary();
 }

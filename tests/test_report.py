@@ -30,16 +30,10 @@ BUILD = os.environ.get("VITA_BUILD", "build")
 VITA = os.path.join(BUILD, "vita") if os.path.isabs(BUILD) else os.path.join(HERE, BUILD, "vita")
 PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
 TOL = 1e-8
-passed = failed = 0
+import pyharness  # noqa: E402
 
-
-def check(what, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-    print(f"{'PASS' if ok else 'FAIL'} {what}{'  ' + detail if detail else ''}", flush=True)
+T = pyharness.Checks(paren=False)
+check = T.check
 
 
 def near(what, got, want):
@@ -64,9 +58,7 @@ def num(v):
 
 def main():
     if not os.path.exists(VITA):
-        print(f"no {VITA} (build it first: make BUILD={BUILD})")
-        print("0 passed, 1 failed")
-        return 1
+        return T.missing(f"no {VITA} (build it first: make BUILD={BUILD})")
     tmp = tempfile.mkdtemp(prefix="vita_test_report_")
     sw = os.path.join(tmp, "sweep")
     F.write_fixture(sw)
@@ -77,7 +69,7 @@ def main():
     check("vita report on the fixture sweep exits 0", rc == 0, se.strip())
     if rc != 0:
         print(so)
-        print(f"{passed} passed, {failed + 1} failed")
+        print(T.summary(extra_failed=1))
         return 1
 
     # skipped runs
@@ -250,8 +242,8 @@ def main():
     check("plot.py run on a dir without log.h5: exit 1, one line",
           p3.returncode == 1 and len(p3.stderr.strip().splitlines()) == 1, p3.stderr.strip())
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(T.summary())
+    return 1 if T.failed else 0
 
 
 if __name__ == "__main__":

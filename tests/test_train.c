@@ -19,6 +19,7 @@
  * Every run is a forked child (the parent never starts OpenMP or BLAS threads), so a run can
  * be killed like a real process. */
 #include "testing.h"
+#include "run_child.h"
 #include "../engine/train.h"
 #include "../engine/phantom.h"
 #include "../engine/safetensors.h"
@@ -36,22 +37,6 @@ static const int DEPTH = 2;
 
 /* ---- runs in children ------------------------------------------------------------------------ */
 
-typedef struct {
-    const char* trace;         /* file: "step loss(%a)" per step */
-    long stop_at;              /* step index at which to raise stop_sig (-1 none) */
-    int stop_sig;
-} Hook;
-
-static void hook_fn(void* user, long step, long epoch, double loss) {
-    (void)epoch;
-    Hook* h = user;
-    if (h->trace) {
-        FILE* f = fopen(h->trace, "a");
-        if (f) { fprintf(f, "%ld %a\n", step, loss); fclose(f); }
-    }
-    if (step == h->stop_at) raise(h->stop_sig);
-}
-
 static void make_cfg(Config* c, const char* name, const char* const* extra, int n_extra) {
     char run_out[300], data[340], nm[128];
     snprintf(run_out, sizeof run_out, "run.out=%s", g_root);
@@ -68,66 +53,21 @@ static void make_cfg(Config* c, const char* name, const char* const* extra, int 
         "align.layers=[1,2,norm]", "align.probe.n_images=8",
         "align.estimators=[mmd2_paired,mmd2_paired_se,mmd2_u,cka_linear,mean_cos_dist]",
     };
-    int nb = sizeof base / sizeof base[0];
-    const char* sets[64];
-    for (int i = 0; i < nb; i++) sets[i] = base[i];
-    for (int i = 0; i < n_extra; i++) sets[nb + i] = extra[i];
     char err[1024];
     config_default(c);
-    if (config_load(c, NULL, sets, nb + n_extra, err, sizeof err)) {
+    if (child_load_cfg(c, config_load, base, (int)(sizeof base / sizeof base[0]), extra, n_extra,
+                       err, sizeof err)) {
         fprintf(stderr, "config: %s\n", err);
         exit(3);
     }
 }
 
-/* runs cfg in a child; returns the exit code, or 128 + signal. stderr of the child goes to
- * <root>/<name>.err (appended) */
-static int run_child(const Config* cfg, int resume, Hook* hook) {
-    char errf[600];
-    snprintf(errf, sizeof errf, "%s/%s.err", g_root, cfg->run_name);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(errf, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) { dup2(fd, 2); close(fd); }
-        int nul = open("/dev/null", O_WRONLY);
-        if (nul >= 0) { dup2(nul, 1); close(nul); }
-        TrainOptions o;
-        memset(&o, 0, sizeof o);
-        o.resume = resume;
-        o.quiet = 0;
-        o.threads = 2;
-        o.device = "cpu";
-        if (hook) { o.on_step = hook_fn; o.user = hook; }
-        int rc = train_run(cfg, &o);
-        fflush(stdout);
-        fflush(stderr);
-        _exit(rc);
-    }
-    int st = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    waitpid(pid, &st, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("  (run %s%s: %.1f s)\n", cfg->run_name, resume ? " --resume" : "",
-           (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return -1;
+/* runs cfg in a child (tests/run_child.h); the exit code, or 128 + signal */
+static int run_child(const Config* cfg, int resume, ChildHook* hook) {
+    return run_in_child(g_root, train_run, cfg, resume, hook);
 }
 
-static void show_err(const char* name) {
-    char p[400];
-    snprintf(p, sizeof p, "%s/%s.err", g_root, name);
-    FILE* f = fopen(p, "r");
-    if (!f) return;
-    char line[1024];
-    int n = 0;
-    printf("  --- %s stderr:\n", name);
-    while (fgets(line, sizeof line, f) && n++ < 40) printf("  | %s", line);
-    fclose(f);
-}
+static void show_err(const char* name) { child_show_err(g_root, name); }
 
 static int file_contains(const char* path, const char* needle) {
     FILE* f = fopen(path, "r");
@@ -229,7 +169,7 @@ static void test_classify_log(void) {
     char trace[400];
     snprintf(trace, sizeof trace, "%s/cls.trace", g_root);
     unlink(trace);
-    Hook hk = {trace, -1, 0};
+    ChildHook hk = {trace, -1, 0};
     int rc = run_child(&cfg, 0, &hk);
     if (!t_true("classify run exits 0", rc == 0)) { show_err("cls"); return; }
     char lp[400];
@@ -446,7 +386,7 @@ static void test_resume(void) {
     long S = steps_per_epoch > 0 ? steps_per_epoch : 7;
     int rc = run_child(&A, 0, NULL);
     if (!t_true("run A (uninterrupted) exits 0", rc == 0)) { show_err("resA"); return; }
-    Hook kill = {NULL, S + S / 2, SIGKILL};
+    ChildHook kill = {NULL, S + S / 2, SIGKILL};
     rc = run_child(&B, 0, &kill);
     t_true("run B killed by SIGKILL mid epoch 2", rc == 128 + SIGKILL);
     /* a checkpoint write interrupted: `latest` names a step whose state is truncated */
@@ -466,7 +406,7 @@ static void test_resume(void) {
     char ef[400];
     snprintf(ef, sizeof ef, "%s/resB.err", g_root);
     t_true("the fallback is reported", file_contains(ef, "using step_"));
-    Hook term = {NULL, S + S / 2, SIGTERM};
+    ChildHook term = {NULL, S + S / 2, SIGTERM};
     rc = run_child(&C, 0, &term);
     t_true("run C: SIGTERM mid epoch 2 -> exit 75", rc == 75);
     rc = run_child(&C, 1, NULL);
@@ -668,29 +608,9 @@ static void test_summary_math(void) {
 }
 
 int main(void) {
-    snprintf(g_root, sizeof g_root, "/tmp/vita_test_train_XXXXXX");
-    if (!mkdtemp(g_root)) { perror("mkdtemp"); return 1; }
-    snprintf(g_data, sizeof g_data, "%s/phantom.h5", g_root);
-    printf("work dir %s\n", g_root);
+    if (child_workdir(g_root, sizeof g_root, g_data, sizeof g_data, "test_train")) return 1;
     /* the dataset, written in a child (phantom_write runs OpenMP) */
-    pid_t pid = fork();
-    if (pid == 0) {
-        PhantomSpec ps;
-        phantom_default(&ps);
-        ps.n = 32;
-        ps.D = 16;
-        ps.H = 32;
-        ps.W = 32;
-        ps.seed = 7;
-        ps.quiet = 1;
-        char err[512];
-        int rc = phantom_write(g_data, &ps, "test_train", err, sizeof err);
-        if (rc) fprintf(stderr, "%s\n", err);
-        _exit(rc);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    if (!t_true("phantom dataset written", WIFEXITED(st) && WEXITSTATUS(st) == 0)) return t_summary();
+    if (!t_true("phantom dataset written", child_phantom(g_data, "test_train"))) return t_summary();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     test_summary_math();
     test_classify_log();
@@ -699,10 +619,6 @@ int main(void) {
     test_freeze();
     test_accum();
     test_nonfinite();
-    if (!t_failed) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-        if (system(cmd)) printf("could not remove %s\n", g_root);
-    }
+    child_cleanup(g_root, t_failed);
     return t_summary();
 }
