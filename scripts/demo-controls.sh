@@ -3,10 +3,12 @@
 # relation, on phantoms (make demo-controls; also run by make demo-full and tests/slow_controls.sh).
 #
 # Positive control (the relation must show where we built it in): the downstream task is
-# undistort (correcting a phase-encode distortion of hbv). Two "foundation" encoders are
-# pretrained on a separate phantom set (seed 1): `aligned` by supervised training on exactly that
-# degradation (vita train undistort), `unrelated` by supervised classification (csPCa labels).
-# Only their encoders are transferred (model.load_head: false). Fine-tuned on undistort from
+# synthesize (T2w -> ADC: the ADC channel removed, the modality-masking degradation). Two
+# "foundation" encoders are pretrained on a separate phantom set (seed 1): `aligned` by
+# supervised training on exactly that degradation (vita train synthesize), `unrelated` by
+# supervised classification (csPCa labels). The aligned checkpoint is transferred whole
+# (encoder + its synthesize head: pretrained on exactly the downstream objective), the unrelated
+# one as an encoder (its classification head does not fit). Fine-tuned on synthesize from
 # {aligned, unrelated, scratch} x 3 seeds, the aligned encoder must transfer better (higher RPG)
 # and move less (lower primary MMD²): vita report prints PASS / FAIL per task.
 # Negative controls (the relation must vanish or reverse where no pretraining signal exists):
@@ -32,8 +34,11 @@ echo "== phantoms: 160 pretraining cases (seed 1), 100 fine-tuning cases (seed 0
 PRE="--quiet --set data.path=$D/pretrain.h5 --set run.out=$D/pretrain --set run.overwrite=true"
 t0=$(date +%s)
 echo "== control encoders"
+if [ "${REUSE:-0}" = 1 ] && [ -f "$D/pretrain/shuffled/encoder.safetensors" ]; then
+  echo "   REUSE=1: keeping the encoders in $D/pretrain"
+else
 # shellcheck disable=SC2086
-"$VITA" train configs/examples/undistort.yaml $PRE $GEOM --set run.name=aligned \
+"$VITA" train configs/examples/synthesize.yaml $PRE $GEOM --set run.name=aligned \
   --set train.epochs=10 --set align.every=0
 # shellcheck disable=SC2086
 "$VITA" train configs/examples/classify.yaml $PRE $GEOM --set run.name=unrelated \
@@ -45,13 +50,14 @@ echo "== control encoders"
 "$VITA" pretrain configs/examples/pretrain-contrastive.yaml $PRE --set model.img_size=[16,32,32] \
   --set model.patch=[4,8,8] --set run.name=shuffled --set train.epochs=12 \
   --set pretrain.shuffle_pairs=true
+fi
 echo "   control encoders: $(secs "$t0")"
 
 cat > "$D/base.yaml" <<EOF
 # base run config of the control sweeps (written by scripts/demo-controls.sh)
 run: {seed: 0, deterministic: false}
 model: {preset: vit-tiny-3d, img_size: [16, 32, 32], patch: [4, 8, 8], weights: null, load_head: false}
-task: {name: undistort, head: {feature_size: 8}}
+task: {name: synthesize, head: {feature_size: 8}}
 data: {path: $D/phantoms.h5, batch: 2, workers: 1}
 train: {epochs: 6, lr: 3.0e-04, warmup_epochs: 1}
 align:
@@ -75,10 +81,11 @@ axes:
     aligned: pretrain/aligned/checkpoints/best.safetensors
     unrelated: pretrain/unrelated/checkpoints/best.safetensors
     scratch: null
-  task: [undistort]
+  task: [synthesize]
   seed: [0, 1, 2]
+set: {model.load_head: true}
 task_set:
-$UNDISTORT
+  synthesize: {task.loss.kind: l1, task.metric: psnr}
 scratch: scratch
 controls:
   - {kind: positive, aligned: aligned, reference: unrelated}
@@ -100,13 +107,13 @@ controls:
   - {kind: negative, arms: [random, shuffled]}
 primary: {layer: norm, feature: pooled, estimator: mmd2_paired}
 EOF
-for s in positive negative; do
+for s in ${SWEEPS:-positive negative}; do
   "$VITA" sweep "$D/$s.yaml" --out "$D/$s" --force --quiet
   t0=$(date +%s)
   bash scripts/run-sweep-local.sh "$D/$s" -j 2 --threads 1
   echo "   $s control runs: $(secs "$t0")"
 done
-for s in positive negative; do
+for s in ${SWEEPS:-positive negative}; do
   echo
   echo "## $s control"
   "$VITA" report "$D/$s" --csv "$D/$s.csv" | tee "$D/$s.md"
