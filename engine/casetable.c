@@ -32,10 +32,12 @@ void casetab_free(CaseTable* t) {
 const double* casetab_add(CaseTable* t, const Dataset* ds, int ci, const float* out,
                           const int32_t* seg, int32_t cls, const float* target) {
     CHECK(t->n < t->cap, "case table full (%d rows)", t->cap);
-    const double* sp = ds->g_spacing ? ds->g_spacing + (long)ci * 3 : ds->spacing_zyx;
+    const double* sp = dataset_case_spacing(ds, ci);
     const char* names[CASE_MAX_METRICS];
     double* mv = t->vals + (long)t->n * CASE_MAX_METRICS;
-    int n = slide_case_metrics(t->task, t->K, out, t->task == HEAD_CLASSIFY ? &cls : seg, target,
+    /* a segment case without labels (vita predict on unlabelled data) has no metrics */
+    int n = t->task == HEAD_SEGMENT && !seg ? 0 :
+            slide_case_metrics(t->task, t->K, out, t->task == HEAD_CLASSIFY ? &cls : seg, target,
                                ds->D, ds->H, ds->W, sp, mv, names, CASE_MAX_METRICS);
     CHECK(n <= CASE_MAX_METRICS, "%d metrics", n);
     if (t->n == 0) {

@@ -28,6 +28,8 @@ static const char* PREDICT_USAGE =
     "  every task    DIR/metrics.csv         per-case metrics on the dataset grid, the columns\n"
     "                                        of vita eval's CSV (vita eval --help), plus a last\n"
     "                                        row 'overall' (mean over cases per column)\n"
+    "Unlabelled data (no /seg, e.g. a clinic's import) is predicted too: metrics.csv then\n"
+    "lists the cases without metric columns.\n"
     "<case> is the case id with every byte other than A-Z a-z 0-9 . _ - written as %%XX (hex).\n"
     "\n"
     "options:\n"
@@ -41,6 +43,7 @@ static const char* PREDICT_USAGE =
 int cmd_predict(int argc, char** argv) {
     InferArgs a;
     infer_args_default(&a);
+    a.allow_unlabelled = 1;   /* clinical data: predict even where no /seg exists */
     PredictOptions po;
     memset(&po, 0, sizeof po);
     for (int i = 1; i < argc; i++) {

@@ -1275,3 +1275,9 @@ int dataset_finish(DatasetWriter* w, char* err, size_t errlen) {
     writer_free(w);
     return 0;
 }
+
+const double* dataset_case_spacing(const Dataset* ds, int i) {
+    if (ds->g_grid_spacing) return ds->g_grid_spacing + (long)i * 3;
+    if (ds->g_spacing) return ds->g_spacing + (long)i * 3;
+    return ds->spacing_zyx;
+}

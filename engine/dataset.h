@@ -49,6 +49,9 @@ int dataset_read_case(Dataset* ds, int i, float* img, uint8_t* seg, char* err, s
 /* reads /targets/<name> for case i into out [C', D', H', W'] (dims returned); 1 if absent */
 int dataset_read_target(Dataset* ds, int i, const char* name, float* out, int dims[4],
                         char* err, size_t errlen);
+/* spacing (z,y,x mm) of case i's stored array: /geometry/grid_spacing when present (the import
+ * resampled it), else /geometry/spacing, else the root spacing_zyx (engine/volume.h) */
+const double* dataset_case_spacing(const Dataset* ds, int i);
 /* channel index by name, -1 if absent */
 int dataset_channel(const Dataset* ds, const char* name);
 /* prints the schema and a summary (cases per split/fold, label counts) — `vita info D.h5` */

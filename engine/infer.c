@@ -224,10 +224,12 @@ static int open_data(Infer* I, char* err, size_t errlen) {
     if (dataset_open(&I->ds, data, err, errlen)) return 1;
     I->ok_ds = 1;
     if (I->task == HEAD_SEGMENT) {
-        if (!I->ds.has_seg)
+        if (!I->ds.has_seg && !I->a.allow_unlabelled)
             return vita_fail(err, errlen, "%s has no /seg labels; a segmentation model is evaluated "
-                        "against them (add /seg, or use a dataset that has it)", data);
-        if (I->ds.n_labels > I->hc.num_classes)
+                        "against them (add /seg, use a dataset that has it, or vita predict, "
+                        "which predicts unlabelled cases)", data);
+        I->no_labels = !I->ds.has_seg;
+        if (I->ds.has_seg && I->ds.n_labels > I->hc.num_classes)
             return vita_fail(err, errlen, "%s has %d labels (%s, ...) but the model predicts %d classes; "
                         "use a dataset with the model's label set", data, I->ds.n_labels,
                         I->ds.label_names[0], I->hc.num_classes);
@@ -238,7 +240,7 @@ static int open_data(Infer* I, char* err, size_t errlen) {
     lc.context = I->context;
     for (int a = 0; a < 3; a++) lc.crop[a] = I->vc.img[a];
     lc.batch = 1;
-    lc.task = I->task;   /* LOADER_* follow HEAD_* */
+    lc.task = I->no_labels ? LOADER_IMAGES : I->task;   /* LOADER_* follow HEAD_* */
     snprintf(lc.channels, sizeof lc.channels, "%s", I->channels);
     lc.split = I->split;
     lc.fold = I->cfg ? I->cfg->fold : -1;
@@ -316,10 +318,11 @@ int infer_cases(Infer* I, const int* items, int n, CaseTable* t, InferCaseFn fn,
     for (int it = 0; it < n; it++) {
         int ci = items[it];
         I->cls = -1;
-        if (slide_case(&I->m, &I->h, &I->L, ci, &I->sc, I->out, I->task == HEAD_SEGMENT ? I->seg : NULL,
+        if (slide_case(&I->m, &I->h, &I->L, ci, &I->sc, I->out,
+                       I->task == HEAD_SEGMENT && !I->no_labels ? I->seg : NULL,
                        &I->cls, I->target, e2, sizeof e2))
             return vita_fail(err, errlen, "case %s: %s", I->ds.case_id[ci], e2);
-        casetab_add(t, &I->ds, ci, I->out, I->seg, I->cls, I->target);
+        casetab_add(t, &I->ds, ci, I->out, I->no_labels ? NULL : I->seg, I->cls, I->target);
         if (fn && fn(user, I, ci, err, errlen)) return 1;
         if (!I->a.quiet) {
             clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -36,6 +36,8 @@ typedef struct {
     const char* weighting;     /* NULL: the run's */
     double overlap;            /* < 0: the run's */
     int batch, threads, quiet; /* batch 0: the run's */
+    int allow_unlabelled;      /* predict: a segment model may run on a dataset without /seg
+                                  (no per-case metrics then) */
 } InferArgs;
 
 /* the options text both commands print in --help */
@@ -69,6 +71,7 @@ typedef struct {
     int32_t* seg;              /* its label map (segment) */
     float* target;             /* its target image (image tasks) */
     int32_t cls;               /* its case label (classify; -1 unknown) */
+    int no_labels;             /* segment on a dataset without /seg (allow_unlabelled) */
     int ok_st, ok_ds, ok_L, ok_ctx, ok_m, ok_h;
 } Infer;
 

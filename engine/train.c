@@ -200,7 +200,7 @@ static int evaluate(Trainer* t, Loader* L, double* loss_out, double* metrics, in
             nc++;
             continue;
         }
-        slide_case_metrics(t->task, K, out, seg, tgt, ds->D, ds->H, ds->W, ds->spacing_zyx,
+        slide_case_metrics(t->task, K, out, seg, tgt, ds->D, ds->H, ds->W, dataset_case_spacing(ds, ci),
                            per + (size_t)nc * MAX_METRICS, NULL, MAX_METRICS);
         double l = 0;
         if (t->task == HEAD_SEGMENT) {
