@@ -3,9 +3,13 @@
 # ones (idempotent), and says what it installed. Not root or not Debian: prints what to
 # install by hand and exits 0 if everything is already there, 1 otherwise.
 #   build:  gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libyaml-dev
+#           libnifti2-dev libnifti-dev zlib1g-dev (NIfTI / MetaImage for vita import and predict)
 #   tests:  python3 python3-numpy python3-torch (the numeric oracle, Debian's CPU build),
 #           python3-sklearn python3-scipy python3-skimage (metric oracles), python3-h5py
-#           (reading logs and datasets as users do), python3-yaml (emitted configs)
+#           (reading logs and datasets as users do), python3-yaml (emitted configs),
+#           python3-nibabel (independent NIfTI reader), python3-venv python3-pip (.venv-peers:
+#           timm / MONAI / SimpleITK for parity, scripts/setup-peers.sh)
+#   tools:  python3-matplotlib (tools/plot.py)
 PKGS="gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev libcjson-dev libyaml-dev python3 python3-numpy python3-torch python3-sklearn python3-scipy python3-skimage python3-h5py python3-yaml libnifti2-dev libnifti-dev zlib1g-dev python3-matplotlib python3-nibabel python3-venv python3-pip"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
