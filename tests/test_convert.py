@@ -324,6 +324,26 @@ def main():
         sw[p + "w12.weight"] = np.concatenate([sw.pop(p + "fc1.weight")] * 2)
         sw[p + "w3.weight"] = sw.pop(p + "fc2.weight")
         sw.pop(p + "fc1.bias"), sw.pop(p + "fc2.bias")
+    # DINOv2 at another input size: pos_embed resampled once with DINOv2's own convention
+    # (interpolate_pos_encoding); the expected rows come from F.interpolate written out here
+    src = save(dinov2_names(W), os.path.join(tmp, "dinov2_pos.pth"))
+    patch = torch.from_numpy(W["pos_embed"].reshape(-1, 24)[1:].copy()).reshape(1, 4, 4, 24).permute(0, 3, 1, 2)
+    for mode, kw in [("dinov2-reg", dict(size=(6, 6), antialias=True)),
+                     ("dinov2", dict(scale_factor=(6.1 / 4, 6.1 / 4), antialias=False))]:
+        out = os.path.join(tmp, "pos_%s.safetensors" % mode)
+        flags = ["--img", "42,42", *heads(C2)] + ([] if mode == "dinov2-reg" else ["--pos-interp", mode])
+        rc, log = H.convert(src, out, *flags)
+        want = torch.nn.functional.interpolate(patch, mode="bicubic", **kw).permute(0, 2, 3, 1).reshape(-1, 24).numpy()
+        got = H.checkpoint_io.read_safetensors(out)[0]["pos_embed"].reshape(-1, 24) if rc == 0 else None
+        T.true("dinov2 %s pos_embed 4x4 -> 6x6 at conversion (%s): cls row kept, patch rows = "
+               "F.interpolate(bicubic, %s) bit-exact" % (mode, "auto" if mode == "dinov2-reg" else "--pos-interp", kw),
+               got is not None and got.shape == (37, 24) and np.array_equal(got[1:], want) and
+               np.array_equal(got[0], W["pos_embed"].reshape(-1, 24)[0]), log[-300:])
+    rc, log = H.convert(src, os.path.join(tmp, "pos_vita.safetensors"), "--img", "42,42", *heads(C2),
+                        "--pos-interp", "vita")
+    got = H.checkpoint_io.read_safetensors(os.path.join(tmp, "pos_vita.safetensors"))[0]["pos_embed"] if rc == 0 else None
+    T.true("--pos-interp vita keeps the 17 stored rows (vita resamples at load)",
+           got is not None and got.reshape(-1, 24).shape == (17, 24), log[-300:])
     rc, log = H.convert(save(sw, os.path.join(tmp, "dinov2_swiglu.pth")), os.path.join(tmp, "sw.safetensors"))
     T.true("dinov2 SwiGLU: refused with a message naming SwiGLU", rc == 1 and "SwiGLU" in log and
            not os.path.exists(os.path.join(tmp, "sw.safetensors")), log[-300:])

@@ -435,7 +435,40 @@ def infer_config(m, source, args, say):
     return cfg
 
 
-def assemble(m, cfg, say):
+def dinov2_pos_resample(pos, ncls, grid, offset, antialias):
+    """DINOv2's interpolate_pos_encoding applied once, at conversion: the patch rows of
+    pos [1, ncls + M*M, D] as an M x M image, F.interpolate(mode="bicubic", antialias=...) in
+    float32, either with scale_factor ((g + offset) / M) (offset > 0: DINOv2's default 0.1) or
+    with size g (offset 0: the register models); cls rows kept. Square grids only (DINOv2 orders
+    the two scale factors (w, h), which matters only for non-square inputs)."""
+    import torch
+    import torch.nn.functional as F
+    D = pos.shape[-1]
+    patch = pos.reshape(-1, D)[ncls:]
+    M = int(round(patch.shape[0] ** 0.5))
+    if M * M != patch.shape[0] or len(grid) != 2 or grid[0] != grid[1]:
+        return None
+    x = torch.from_numpy(np.ascontiguousarray(patch, np.float32)).reshape(1, M, M, D).permute(0, 3, 1, 2)
+    kw = {"scale_factor": ((grid[0] + offset) / M, (grid[1] + offset) / M)} if offset else \
+        {"size": (grid[0], grid[1])}
+    y = F.interpolate(x, mode="bicubic", antialias=antialias, **kw)
+    if tuple(y.shape[-2:]) != tuple(grid):
+        return None
+    y = y.permute(0, 2, 3, 1).reshape(-1, D).numpy()
+    return np.concatenate([pos.reshape(-1, D)[:ncls], y], 0).reshape(1, -1, D).astype(np.float32)
+
+
+def pos_interp_mode(args, source, cfg):
+    """(offset, antialias) of DINOv2's convention for this conversion, or None (vita resamples
+    at load, as timm: bicubic, align_corners False, no antialias)"""
+    mode = args.pos_interp
+    if mode == "auto":
+        mode = ("dinov2-reg" if cfg.get("num_registers", 0) else "dinov2") \
+            if source in ("dinov2", "provicnet") else "vita"
+    return {"dinov2": (0.1, False), "dinov2-reg": (0.0, True)}.get(mode), mode
+
+
+def assemble(m, cfg, say, pos_interp=None):
     """checks the mapped tensors against vita's table; returns them in table order"""
     out = collections.OrderedDict()
     missing = []
@@ -454,7 +487,20 @@ def assemble(m, cfg, say):
             missing.append(name)
             continue
         a = m.t[name]
-        if name == "pos_embed" and a.size != int(np.prod(shape)):
+        if name == "pos_embed" and a.size != int(np.prod(shape)) and pos_interp and pos_interp[0]:
+            (offset, anti), mode = pos_interp
+            g = vit_layout.grid(cfg)[-2:]
+            r = dinov2_pos_resample(a, 1 if cfg["cls_token"] else 0, g, offset, anti) \
+                if cfg["spatial_dims"] == 2 else None
+            if r is None or r.size != int(np.prod(shape)):
+                say(f"pos_embed: {mode} interpolation needs a square 2D grid; {a.shape[1]} rows "
+                    f"kept as stored (vita resamples them at load)")
+            else:
+                say(f"pos_embed: resampled to the {g[0]}x{g[1]} grid with DINOv2's convention "
+                    f"({mode}: bicubic, interpolate_offset {offset}, antialias {anti}), as "
+                    "DINOv2 does at every forward at this input size")
+                a = r.reshape(shape)
+        elif name == "pos_embed" and a.size != int(np.prod(shape)):
             say(f"pos_embed: {a.shape[1]} rows kept as stored; vita resamples the grid to "
                 f"{vit_layout.grid(cfg)} when it loads the file")
         elif a.size != int(np.prod(shape)):
@@ -495,6 +541,12 @@ def main(argv=None):
     ap.add_argument("--channels", help="input channel names, comma-separated")
     ap.add_argument("--ln-eps", type=float)
     ap.add_argument("--pos-embed", choices=["learned", "sincos"])
+    ap.add_argument("--pos-interp", default="auto", choices=["auto", "dinov2", "dinov2-reg", "vita"],
+                    help="how a pos_embed of another grid is resampled to --img: DINOv2's "
+                         "interpolate_pos_encoding (dinov2: offset 0.1, no antialias; dinov2-reg: "
+                         "size, antialias, as its register models), or left to vita's load-time "
+                         "resampling (timm's convention). auto: dinov2[-reg] for dinov2 / "
+                         "provicnet sources, else vita")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     say = (lambda s: None) if args.quiet else print
@@ -525,7 +577,8 @@ def main(argv=None):
     else:
         map_timm_like(sd, source, m)
     cfg = infer_config(m, source, args, say)
-    out = assemble(m, cfg, say)
+    mode = pos_interp_mode(args, source, cfg)
+    out = assemble(m, cfg, say, (mode[0], mode[1]) if mode[0] else None)
     say("mapping (source -> canonical):")
     for src, dst in m.mapping:
         say(f"  {src} -> {dst}")
