@@ -210,6 +210,8 @@ void vit_alloc_activations(Vit* m, int max_batch) {
     long scratch = N * hid + N * D * 3 + N * wide;
     if (m->acts) dev_free(m->ctx, m->acts);
     m->acts = dev_alloc(m->ctx, (total + scratch) * sizeof(float));
+    free(m->dp_host);
+    m->dp_host = xmalloc(sizeof(float) * (size_t)c->depth * 2 * max_batch);
     m->act_floats = total;
     m->scratch_floats = scratch;
     m->max_batch = max_batch;
@@ -243,6 +245,7 @@ void vit_alloc_activations(Vit* m, int max_batch) {
 
 void vit_free(Vit* m) {
     if (m->acts) dev_free(m->ctx, m->acts);
+    free(m->dp_host);
     if (!m->stack_only) {   /* a stack's parameters are borrowed */
         dev_free(m->ctx, m->w);
         dev_free(m->ctx, m->g);
@@ -355,7 +358,7 @@ static int dp_active(const Vit* m) { return m->training && m->cfg.drop_path > 0;
 static void draw_drop_path(Vit* m, int B) {
     const VitConfig* c = &m->cfg;
     if (!dp_active(m)) return;
-    float* h = xmalloc(sizeof(float) * c->depth * 2 * B);
+    float* h = m->dp_host;
     Rng r = rng_stream(m->dp_seed, 0xD209 + m->dp_counter++);
     for (int l = 0; l < c->depth; l++) {
         double rate = c->depth > 1 ? c->drop_path * l / (c->depth - 1) : c->drop_path;
@@ -364,7 +367,6 @@ static void draw_drop_path(Vit* m, int B) {
             h[l * 2 * B + k] = rate > 0 ? (rng_uniform(&r) < keep ? (float)(1.0 / keep) : 0.0f) : 1.0f;
     }
     copy_h2d(m->ctx, m->dp_scale, h, sizeof(float) * c->depth * 2 * B);
-    free(h);
 }
 
 /* blocks + final norm on xin [B, m->Tr, dim] (m->B, m->Tr set by the caller) */

@@ -96,6 +96,7 @@ typedef struct {
     float *patches, *pe, *extra, *x0, *out, *out_mean, *out_rstd;
     VitBlockActs blk[VIT_MAX_DEPTH];
     float* dp_scale;           /* [depth][2][max_batch] drop-path scales, device */
+    float* dp_host;            /* host staging for dp_scale (drawn on the host, copied once) */
     /* scratch (device), shared by all blocks, dead between steps:
      * gelu_buf [N, hidden] GELU(fc1) (forward, and recomputed in backward); d_res, d_a, d_b
      * [N, dim]; d_wide [N, max(hidden, 3 dim)] (MLP then attention branch gradients) */

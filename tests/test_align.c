@@ -15,6 +15,7 @@
  *   - the l2 variant: unit-norm rows; cls: the cls token row; bad setups rejected with a line.
  */
 #include "testing.h"
+#include "vit_fixture.h"
 #include "../engine/align.h"
 #include "../engine/dataset.h"
 #include "../engine/features.h"
@@ -26,16 +27,6 @@
 enum { NI = 10, MB = 4 };
 static char DIR_[256];
 static Ctx C;
-
-static VitConfig tiny_cfg(void) {
-    VitConfig c;
-    vit_preset(&c, "vit-tiny-3d");
-    snprintf(c.preset, sizeof c.preset, "test");
-    c.img[0] = 8; c.img[1] = 16; c.img[2] = 16;
-    c.patch[0] = 4; c.patch[1] = c.patch[2] = 8;
-    c.dim = 24; c.depth = 3; c.heads = 3;
-    return c;
-}
 
 static long per_image(const VitConfig* c) { return (long)c->in_chans * c->img[0] * c->img[1] * c->img[2]; }
 
@@ -410,7 +401,7 @@ static void test_l2_cls(Vit* m, const float* img) {
 }
 
 static void test_cls_missing(Ctx* c, const float* img) {
-    VitConfig vc = tiny_cfg();
+    VitConfig vc = t_tiny_vit_cfg();
     vc.cls_token = 0;
     Vit m;
     vit_create(&m, c, &vc);
@@ -436,7 +427,7 @@ int main(void) {
         if (!mkdtemp(DIR_)) { printf("FAIL mkdtemp\n"); return 1; }
     }
     if (ctx_open(&C, "cpu", 2, 1)) return 1;
-    VitConfig vc = tiny_cfg();
+    VitConfig vc = t_tiny_vit_cfg();
     Vit m;
     vit_create(&m, &C, &vc);
     vit_init_weights(&m, 3);

@@ -438,7 +438,8 @@ int main(int argc, char** argv) {
     StFile zero;
     memset(&zero, 0, sizeof zero);
     st_close(&zero);
-    t_true("st_close on a zeroed StFile is safe", 1);
+    t_true("st_close on a zeroed StFile is safe and leaves it empty",
+           zero.t == NULL && zero.file_buf == NULL && zero.n == 0);
 
     test_round_trip();
     test_writer_atomic_and_refusals();
