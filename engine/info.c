@@ -4,6 +4,7 @@
 #include "info.h"
 #include "dataset.h"
 #include "check.h"
+#include "runlog.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -573,12 +574,14 @@ int info_print_h5(const char* path, int show_config) {
     dataset_h5_lock();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+        hid_t fa = runlog_read_fapl(RUNLOG_READ_ATTEMPTS);
+        f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fa);
+        H5Pclose(fa);
         swmr = f >= 0;
     }
 #if H5_VERSION_GE(1, 10, 7)
     if (f < 0) {   /* a non-SWMR writer's lock: read anyway, it may be stale (killed run) */
-        hid_t fa = H5Pcreate(H5P_FILE_ACCESS);
+        hid_t fa = runlog_read_fapl(RUNLOG_READ_ATTEMPTS);
         if (fa >= 0 && H5Pset_file_locking(fa, 0, 1) >= 0)
             f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fa);
         if (fa >= 0) H5Pclose(fa);

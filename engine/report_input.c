@@ -13,6 +13,7 @@
 #include "runutil.h"
 #include "h5read.h"
 #include "train.h"
+#include "runlog.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -278,7 +279,11 @@ static int read_run(RpRun* r, int plain) {
     if (!is_file(path)) return run_why(r, 1, "missing: no %s (not started?)", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* failures become the run's one-line why */
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    if (f < 0) {
+        hid_t fa = runlog_read_fapl(RUNLOG_READ_ATTEMPTS);   /* bounded retries: see runlog.h */
+        f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fa);
+        H5Pclose(fa);
+    }
     if (f < 0) return run_why(r, 3, "unreadable: %s is not an HDF5 run log (or damaged)", path);
     char fmt[64];
     str_attr(f, "/", "format", fmt, sizeof fmt);

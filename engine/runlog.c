@@ -31,6 +31,15 @@
  * Row counts larger than the file holds (rows buffered but never flushed when the writer
  * died) are cut to what is there, with a warning on stderr.
  *
+ * Last-flush copy "<path>.bak": a SIGKILL that lands inside a flush can tear a metadata write
+ * (the kernel stops a write() between pages on a fatal signal), leaving e.g. a dataset's object
+ * header with a bad checksum, which no reader can open again. So after every flush the file's
+ * bytes (consistent: H5Fflush is done, the writer is this thread) are copied atomically to
+ * "<path>.bak"; resume reads the copy when the log is damaged (and says so). A clean close
+ * removes the copy. Readers of a dead writer's file must not use HDF5's SWMR retry loop at its
+ * default (100 attempts with doubling sleeps: a damaged header blocks for hours), so resume
+ * opens with one attempt and live readers (vita info, report) with RUNLOG_READ_ATTEMPTS.
+ *
  * Every HDF5 call runs under dataset_h5_lock (loader threads read HDF5 concurrently). */
 #include "runlog.h"
 #include "atomic.h"
@@ -182,6 +191,48 @@ static int put_attr_num(hid_t obj, const char* name, hid_t ftype, hid_t mtype, i
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     return e < 0 ? -1 : 0;
+}
+
+/* bytes of path copied atomically to path.bak; 0 or 1 (a message on stderr) */
+static int snapshot(const char* path) {
+    char bak[1100], err[1300];
+    snprintf(bak, sizeof bak, "%s.bak", path);
+    FILE* in = fopen(path, "rb");
+    if (!in) {
+        fprintf(stderr, "vita: warning: cannot read %s to copy it to %s: %s\n", path, bak, strerror(errno));
+        return 1;
+    }
+    AtomicFile w;
+    if (atomic_open(&w, bak, err, sizeof err)) {
+        fclose(in);
+        fprintf(stderr, "vita: warning: %s\n", err);
+        return 1;
+    }
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) atomic_write(&w, buf, n);
+    if (ferror(in) && w.ok) {
+        w.ok = 0;
+        w.e = EIO;
+    }
+    fclose(in);
+    if (atomic_commit(&w, err, sizeof err)) {
+        fprintf(stderr, "vita: warning: the last-flush copy of the run log: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static void unlink_bak(const char* path) {
+    char bak[1100];
+    snprintf(bak, sizeof bak, "%s.bak", path);
+    if (unlink(bak) == 0) atomic_fsync_dir(bak);
+}
+
+long long runlog_read_fapl(int attempts) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) H5Pset_metadata_read_attempts(fapl, (unsigned)attempts);
+    return fapl;
 }
 
 static hid_t make_fapl(int latest) {
@@ -366,6 +417,8 @@ static int flush_locked(RunLog* lg) {
     if (!bad && H5Fflush((hid_t)lg->fid, H5F_SCOPE_GLOBAL) < 0) bad = 1;
     if (bad) fprintf(stderr, "vita: cannot append rows to the run log %s (disk full?)\n", lg->path);
     if (log_rest(lg)) bad = 1;
+    /* a failed copy is not fatal: the log itself is fine, resume just has no fallback */
+    if (!bad) (void)snapshot(lg->path);
     return bad;
 }
 
@@ -420,6 +473,7 @@ int runlog_create(RunLog* lg, const char* path, const RunLogSpec* spec, char* er
     p->state = ST_PLAIN;   /* swmr on: stays open until the first flush starts SWMR */
     int bad = log_rest(lg);
     dataset_h5_unlock();
+    unlink_bak(path);   /* a copy of an earlier log at this path */
     if (bad) {
         vita_fail(err, errlen, "cannot close the run log %s (disk full?)", path);
         runlog_close(lg);
@@ -557,9 +611,13 @@ void runlog_close(RunLog* lg) {
     Priv* p = lg->priv;
     if (!p) return;
     dataset_h5_lock();
-    if (pending_any(p)) flush_locked(lg);
-    if (log_close_file(lg)) fprintf(stderr, "vita: cannot close the run log %s (disk full?)\n", lg->path);
+    int bad = pending_any(p) ? flush_locked(lg) : 0;
+    if (log_close_file(lg)) {
+        fprintf(stderr, "vita: cannot close the run log %s (disk full?)\n", lg->path);
+        bad = 1;
+    }
     dataset_h5_unlock();
+    if (!bad) unlink_bak(lg->path);   /* closed cleanly: the copy has served */
     priv_free(p);
     lg->priv = NULL;
     lg->fid = -1;
@@ -580,15 +638,17 @@ static void lg_discard(RunLog* lg) {
 }
 
 /* opens a log left by a finished or a killed writer, read-only when it can (caller holds the
- * lock) */
+ * lock). The writer is gone: one metadata read attempt, a bad checksum is damage, not a race */
 static hid_t open_old(const char* path) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f >= 0) return f;
     /* a killed SWMR writer leaves the SWMR-write status flag: SWMR readers may still open */
-    f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    hid_t fapl = runlog_read_fapl(1);
+    f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl);
+    H5Pclose(fapl);
     if (f >= 0) return f;
     /* a killed non-SWMR writer of a latest-format file: clear the flags as h5clear -s does */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
     hbool_t clear = 1;
     if (H5Pexist(fapl, "clear_status_flags") > 0 && H5Pset(fapl, "clear_status_flags", &clear) >= 0) {
         f = H5Fopen(path, H5F_ACC_RDWR, fapl);
@@ -645,19 +705,22 @@ static int copy_attrs(hid_t src_f, hid_t dst_f, const char* obj, const RunLogSpe
     return ac.bad;
 }
 
-/* rows of dataset name in f (-1 when missing), columns into *cols */
+/* rows of dataset name in f (-1 when missing, -2 when there but unreadable: damaged), columns
+ * into *cols */
 static long ds_rows(hid_t f, const char* name, long* cols) {
     *cols = 1;
-    if (H5Lexists(f, name, H5P_DEFAULT) <= 0) return -1;
+    htri_t ex = H5Lexists(f, name, H5P_DEFAULT);
+    if (ex == 0) return -1;
+    if (ex < 0) return -2;
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return -1;
+    if (d < 0) return -2;
     hid_t sp = H5Dget_space(d);
     hsize_t dims[2] = {0, 1};
-    int r = H5Sget_simple_extent_ndims(sp);
+    int r = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
     if (r >= 1 && r <= 2) H5Sget_simple_extent_dims(sp, dims, NULL);
-    H5Sclose(sp);
+    if (sp >= 0) H5Sclose(sp);
     H5Dclose(d);
-    if (r < 1 || r > 2) return -1;
+    if (r < 1 || r > 2) return -2;
     *cols = (long)dims[1];
     return (long)dims[0];
 }
@@ -674,8 +737,9 @@ static int tab_load(hid_t src, Tab* t) {
     for (int c = 0; c < t->ncols; c++) {
         Col* col = &t->cols[c];
         size_t nv = (size_t)keep * col->width;
-        long cols;
-        if (ds_rows(src, col->name, &cols) < 0) {
+        long cols, have = ds_rows(src, col->name, &cols);
+        if (have == -2) return 1;
+        if (have < 0) {
             for (size_t i = 0; i < nv; i++) {
                 if (col->is_int) ((int64_t*)col->buf)[i] = -1;
                 else ((double*)col->buf)[i] = NAN;
@@ -736,6 +800,40 @@ static int check_compat(hid_t f, const RunLog* lg, char* err, size_t errlen) {
     return 0;
 }
 
+/* opens src_path (the log or its last-flush copy) and loads the first min(want, have) rows of
+ * every table into the pending buffers; 0 (*src open, have[] = rows there), 1 the log does not
+ * fit this run (err), 2 unreadable or damaged (nothing open) */
+static int load_old(RunLog* lg, const char* src_path, const long want[N_TAB], long have[N_TAB],
+                    hid_t* src_out, char* err, size_t errlen) {
+    Priv* p = lg->priv;
+    hid_t src = open_old(src_path);
+    if (src < 0) return 2;
+    if (check_compat(src, lg, err, errlen)) {
+        H5Fclose(src);
+        return 1;
+    }
+    for (int i = 0; i < N_TAB; i++) {
+        Tab* t = &p->tab[i];
+        long h = -1, cols;
+        for (int c = 0; c < t->ncols; c++) {
+            long r = ds_rows(src, t->cols[c].name, &cols);
+            if (r == -2) {
+                H5Fclose(src);
+                return 2;
+            }
+            if (r >= 0 && (h < 0 || r < h)) h = r;
+        }
+        have[i] = h < 0 ? 0 : h;
+        t->pending = want[i] < have[i] ? want[i] : have[i];
+        if (tab_load(src, t)) {
+            H5Fclose(src);
+            return 2;
+        }
+    }
+    *src_out = src;
+    return 0;
+}
+
 int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_steps,
                   long n_epochs, long n_align, char* err, size_t errlen) {
     memset(lg, 0, sizeof *lg);
@@ -753,33 +851,37 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
 
     dataset_h5_lock();
-    hid_t src = open_old(path);
-    if (src < 0) {
+    long want[N_TAB] = {n_steps, n_epochs, n_align}, have[N_TAB];
+    hid_t src = -1;
+    const char* used = path;
+    char bak[1100];
+    snprintf(bak, sizeof bak, "%s.bak", path);
+    int r = load_old(lg, path, want, have, &src, err, errlen);
+    if (r == 2) {
+        int rb = access(bak, R_OK) == 0 ? load_old(lg, bak, want, have, &src, err, errlen) : 3;
+        if (rb == 0) {
+            fprintf(stderr, "vita: warning: the run log %s is damaged (a write cut short by kill -9?); "
+                    "resuming from its last-flush copy %s\n", path, bak);
+            used = bak;
+            lg->from_copy = 1;
+        } else if (rb != 1) {
+            vita_fail(err, errlen, "cannot read the run log %s to resume: not HDF5, damaged, or another "
+                      "process still writes it, and %s; stop the other process, or restore the "
+                      "log, or start the run afresh without --resume", path,
+                      rb == 2 ? "its last-flush copy .bak is damaged too" : "there is no last-flush copy .bak");
+        }
+        r = rb == 0 ? 0 : 1;
+    }
+    if (r) {
         dataset_h5_unlock();
-        vita_fail(err, errlen, "cannot open the run log %s to resume (not HDF5, damaged, or another "
-                  "process still writes it)", path);
         lg_discard(lg);
         return 1;
     }
-    int bad = check_compat(src, lg, err, errlen);
-    long want[N_TAB] = {n_steps, n_epochs, n_align};
-    for (int i = 0; !bad && i < N_TAB; i++) {
-        Tab* t = &p->tab[i];
-        long have = -1, cols;
-        for (int c = 0; c < t->ncols; c++) {
-            long r = ds_rows(src, t->cols[c].name, &cols);
-            if (r >= 0 && (have < 0 || r < have)) have = r;
-        }
-        if (have < 0) have = 0;
-        long keep = want[i] < have ? want[i] : have;
-        if (keep < want[i])
+    for (int i = 0; i < N_TAB; i++)
+        if (have[i] < want[i])
             fprintf(stderr, "vita: warning: %s holds %ld %s rows, the checkpoint counts %ld; rows "
-                    "after the log's last flush are lost\n", path, have, TAB_GROUP[i] + 1, want[i]);
-        t->pending = keep;
-        if (tab_load(src, t)) {
-            bad = vita_fail(err, errlen, "cannot read %s from the run log %s (damaged?)", TAB_GROUP[i], path);
-        }
-    }
+                    "after the log's last flush are lost\n", used, have[i], TAB_GROUP[i] + 1, want[i]);
+    int bad = 0;
     hid_t dst = -1;
     if (!bad) {
         dst = create_layout(tmp, &lg->spec, p, err, errlen);
@@ -788,7 +890,7 @@ int runlog_resume(RunLog* lg, const char* path, const RunLogSpec* spec, long n_s
     if (!bad) {
         static const char* objs[] = {"/", "/align", "/epochs/val_metrics", "/steps", "/epochs"};
         for (size_t i = 0; i < sizeof objs / sizeof *objs; i++) bad |= copy_attrs(src, dst, objs[i], &lg->spec);
-        if (bad) vita_fail(err, errlen, "cannot copy the attributes of %s into %s", path, tmp);
+        if (bad) vita_fail(err, errlen, "cannot copy the attributes of %s into %s", used, tmp);
     }
     for (int i = 0; !bad && i < N_TAB; i++) {
         if (tab_write(dst, &p->tab[i])) bad = vita_fail(err, errlen, "cannot write %s (disk full?)", tmp);

@@ -3,7 +3,9 @@
  * to SWMR (log.swmr: auto|on|off); rows are appended and flushed every epoch; h5py readers
  * open it with swmr=True while the run goes. /summary and /test attributes are written after
  * closing and reopening normally (a SWMR writer cannot add attributes). Resume rewrites the
- * log up to the checkpoint's row counts into a temporary file renamed over the old one. */
+ * log up to the checkpoint's row counts into a temporary file renamed over the old one. After
+ * every flush the file is copied to path.bak, which resume reads when a kill -9 inside a flush
+ * left the log damaged. */
 #ifndef VITA_RUNLOG_H
 #define VITA_RUNLOG_H
 
@@ -36,6 +38,7 @@ typedef struct {
     RunLogSpec spec;                   /* copied pointers must outlive the log */
     long n_steps, n_epochs, n_align;   /* rows written */
     int swmr_on;
+    int from_copy;                     /* resume read path.bak: the log was damaged */
     void* priv;
 } RunLog;
 
@@ -71,6 +74,12 @@ int runlog_flush(RunLog* lg);       /* every epoch: extends, writes, H5Fflush (S
  * n > 1), closes. group: "summary" | "test". */
 int runlog_write_attrs(RunLog* lg, const char* group, int n, const char* const* keys,
                        const double* const* values, const int* lens, char* err, size_t errlen);
+/* closes (flushing what is buffered); a clean close removes the last-flush copy path.bak */
 void runlog_close(RunLog* lg);
+/* a file-access property list with the given metadata read attempts (HDF5's SWMR default, 100
+ * with doubling sleeps, blocks for hours on a damaged header). Readers of a log that may be
+ * live use RUNLOG_READ_ATTEMPTS (about 0.3 s of retries); the caller closes it (H5Pclose) */
+#define RUNLOG_READ_ATTEMPTS 28
+long long runlog_read_fapl(int attempts);
 
 #endif
