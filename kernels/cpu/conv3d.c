@@ -35,6 +35,12 @@
 #include <string.h>
 
 #define BLOCK_BYTES ((size_t)1 << 20)     /* one block's column matrix */
+
+static int g_direct = 1;
+void cpu_conv3d_set_direct(int on) { g_direct = on; }
+/* the direct kernel (conv3d_direct.c) for kernels with more than one tap */
+static int use_direct(int kd, int kh, int kw) { return g_direct && kd * kh * kw > 1 && conv3d_direct_available(); }
+
 static void check_conv_args(int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
     CHECK(B > 0 && Ci > 0 && Co > 0 && D > 0 && H > 0 && Wd > 0,
           "conv3d shape B=%d Ci=%d Co=%d D=%d H=%d W=%d", B, Ci, Co, D, H, Wd);
@@ -103,6 +109,11 @@ static void conv_fwd(float* out, const float* in, const float* W, const float* b
 void cpu_conv3d_forward(Ctx* c, float* out, const float* in, const float* W, const float* bias,
                         int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
     check_conv_args(B, Ci, Co, D, H, Wd, kd, kh, kw);
+    if (use_direct(kd, kh, kw)) {
+        void* ws = ctx_workspace(c, conv3d_direct_ws_bytes(Ci, Co, H, Wd, kd, kh, kw));
+        conv3d_direct(out, in, W, 0, bias, B, Ci, Co, D, H, Wd, kd, kh, kw, ws);
+        return;
+    }
     const long K = (long)Ci * kd * kh * kw, rb = block_rows(BLOCK_BYTES, K, D, H, Wd);
     float* col = kd * kh * kw == 1 ? NULL
                : (float*)ctx_workspace(c, (size_t)max_threads() * K * rb * Wd * sizeof(float));
@@ -124,10 +135,13 @@ void cpu_conv3d_backward(Ctx* c, float* din, float* dW, float* dbias, const floa
     /* workspace: [dW sums (double) nW][partials wave*nW][W' Ci*K2][col slots] */
     const size_t b_acc = dW ? ALIGN64((size_t)nW * sizeof(double)) : 0;
     const size_t b_part = dW ? ALIGN64((size_t)wave * nW * sizeof(float)) : 0;
-    const size_t b_wf = din ? ALIGN64((size_t)Ci * K2 * sizeof(float)) : 0;
-    const size_t slot = (size_t)(K * rb1 > K2 * rb2 ? K * rb1 : K2 * rb2) * Wd;
-    const size_t b_col = kvol == 1 ? 0 : (size_t)nth * slot * sizeof(float);
-    char* ws = (char*)ctx_workspace(c, b_acc + b_part + b_wf + b_col + 64);
+    /* din by the direct kernel reads W flipped itself: no W', no column slots for din */
+    const int direct = din && use_direct(kd, kh, kw);
+    const size_t b_wf = din && !direct ? ALIGN64((size_t)Ci * K2 * sizeof(float)) : 0;
+    const size_t slot = (size_t)(direct || K * rb1 > K2 * rb2 ? K * rb1 : K2 * rb2) * Wd;
+    const size_t b_col = kvol == 1 ? 0 : ALIGN64((size_t)nth * slot * sizeof(float));
+    const size_t b_dir = direct ? conv3d_direct_ws_bytes(Co, Ci, H, Wd, kd, kh, kw) : 0;
+    char* ws = (char*)ctx_workspace(c, b_acc + b_part + b_wf + b_col + b_dir + 64);
     double* acc = (double*)ws;
     float* part = (float*)(ws + b_acc);
     float* Wf = (float*)(ws + b_acc + b_part);
@@ -157,7 +171,10 @@ void cpu_conv3d_backward(Ctx* c, float* din, float* dW, float* dbias, const floa
         }
         add_acc(dW, acc, nW);
     }
-    if (din) {
+    if (direct) {
+        conv3d_direct(din, dout, W, 1, NULL, B, Co, Ci, D, H, Wd, kd, kh, kw,
+                      ws + b_acc + b_part + b_wf + b_col);
+    } else if (din) {
         #pragma omp parallel for schedule(static)
         for (long ik = 0; ik < Ci * K2; ik++) {     /* W'[i, o, k] = W[o, i, kvol-1-k] */
             const long i = ik / K2, o = ik % K2 / kvol, k = ik % kvol;

@@ -16,4 +16,14 @@
 VITA_OPS(VITA_CPU_DECL)
 #undef VITA_CPU_DECL
 
+/* conv3d_direct.c (used by conv3d.c): 1 when the CPU has AVX2 + FMA */
+int conv3d_direct_available(void);
+size_t conv3d_direct_ws_bytes(int Cin, int Cout, int H, int Wd, int kd, int kh, int kw);
+void conv3d_direct(float* out, const float* in, const float* W, int flip, const float* bias,
+                   int B, int Cin, int Cout, int D, int H, int Wd, int kd, int kh, int kw,
+                   void* ws);
+/* conv3d's algorithm: 1 direct where available (default), 0 im2col + sgemm everywhere; the op
+ * tests run both */
+void cpu_conv3d_set_direct(int on);
+
 #endif
