@@ -5,7 +5,8 @@
 # one run, same shapes, batch and thread count.
 #   vita:    `vita train` on 60 phantom cases (32x64x64, vit-tiny-3d, UNETR feature_size 16),
 #            2 epochs of 8 steps; s/step = batch / /epochs/samples_per_s of the last epoch
-#            (the training loop only: no validation, alignment or checkpointing inside it)
+#            (the training loop only: no validation, alignment or checkpointing inside it);
+#            augmentation off, as the peer trains on the stored arrays
 #   PyTorch: learn_peer.py --bench 9, the wall time of 9 steps (the first step's allocation
 #            included, as vita's epoch 2 runs warm: the peer's figure is slightly pessimistic
 #            for it, by at most one step's setup in nine)
@@ -38,7 +39,7 @@ for task in segment superres; do
 run: {name: dense-$task, out: $OUT/dense-runs, seed: 0, overwrite: true}
 model: {preset: vit-tiny-3d}
 task: {name: $task, $head}
-data: {path: $DATA, batch: 2}
+data: {path: $DATA, batch: 2, augment: false}
 train: {epochs: 2, steps_per_epoch: 8, lr: 3.0e-04, warmup_epochs: 0}
 align: {probe: {n_images: 4}}
 EOF

@@ -22,6 +22,9 @@ size_t conv3d_direct_ws_bytes(int Cin, int Cout, int H, int Wd, int kd, int kh, 
 void conv3d_direct(float* out, const float* in, const float* W, int flip, const float* bias,
                    int B, int Cin, int Cout, int D, int H, int Wd, int kd, int kh, int kw,
                    void* ws);
+size_t conv3d_direct_dw_ws_bytes(int H, int Wd, int kd, int kh, int kw);
+void conv3d_direct_dw(float* dW, const float* dout, const float* in, int B, int Ci, int Co, int D,
+                      int H, int Wd, int kd, int kh, int kw, void* ws);
 /* conv3d's algorithm: 1 direct where available (default), 0 im2col + sgemm everywhere; the op
  * tests run both */
 void cpu_conv3d_set_direct(int on);
