@@ -38,11 +38,11 @@
 
 static int g_direct = 1;
 void cpu_conv3d_set_direct(int on) { g_direct = on; }
-/* the direct kernel (conv3d_direct.c) for kernels with more than one tap on rows of >= 16
- * voxels: its register tile is 16 x-positions wide, so narrower rows waste most of it (4³
- * and 8³ planes measured 1.1-4.6x slower than im2col + sgemm; 16³ and up 1.2-2.4x faster) */
+/* the direct kernel (conv3d_direct.c) for kernels with more than one tap on rows of >= 8
+ * voxels (UNETR shapes, 2 threads: 4³ planes measured up to 2x slower than im2col + sgemm,
+ * 8³ about even to 1.5x faster, 16³ and up 1.5-2.5x faster) */
 static int use_direct(int kd, int kh, int kw, int Wd) {
-    return g_direct && kd * kh * kw > 1 && Wd >= 16 && conv3d_direct_available();
+    return g_direct && kd * kh * kw > 1 && Wd >= 8 && conv3d_direct_available();
 }
 
 static void check_conv_args(int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
