@@ -22,6 +22,7 @@
  *   - normalisations: as layernorm, ε = (5 + |m|/σ) U, NMSE <= 4 ε^2.
  */
 #include "../kernels/ops.h"
+#include "../kernels/cpu/cpu.h"
 #include "testing.h"
 
 #include <time.h>
@@ -193,6 +194,8 @@ static void conv_common_checks(TRng* rng, const ConvOp* op, const float* x, cons
     free(aw); free(ab); free(g0w); free(g0b); free(dx2); free(dw1);
 }
 
+static const char* g_conv_impl = "";   /* which conv3d algorithm the names report */
+
 static void test_conv3d(TRng* rng) {
     static const struct { int B, Ci, Co, D, H, W, kd, kh, kw, bias, fd; } cases[] = {
         { 2, 3, 4, 5, 6, 7, 3, 3, 3, 1, 1 },
@@ -204,6 +207,14 @@ static void test_conv3d(TRng* rng) {
         { 1, 2, 3, 1, 5, 4, 1, 5, 5, 1, 1 },     /* 2D 5x5 */
         { 2, 16, 4, 4, 40, 64, 3, 3, 3, 1, 0 },  /* 18 column blocks of 1 MB per image */
         { 2, 32, 32, 8, 48, 16, 3, 3, 3, 1, 0 }, /* 44 blocks > 37 dW partials of 4 MB: 2 waves */
+        /* rows of >= 8 voxels, where the direct kernel runs: Co not a multiple of its 4-channel
+         * tile, odd tails of its 16/32-position tiles, kw = 1 and 5 (partial 3-tap groups of
+         * the weight gradient), a kernel deeper than the volume, no bias */
+        { 2, 3, 5, 2, 3, 10, 3, 3, 3, 1, 1 },
+        { 1, 2, 3, 3, 4, 9, 5, 3, 1, 0, 1 },
+        { 1, 2, 3, 1, 5, 8, 1, 5, 5, 1, 1 },
+        { 1, 3, 6, 4, 9, 13, 3, 3, 3, 0, 1 },
+        { 2, 7, 9, 3, 5, 33, 3, 3, 3, 1, 0 },
     };
     char name[200];
     for (unsigned ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
@@ -223,8 +234,8 @@ static void test_conv3d(TRng* rng) {
         op_fwd(&op, out, x.f, w.f, bf);
         ref_conv(&s, ref);
         /* K = Ci·(taps inside) <= Ci·kvol products, + bias: dot_thr(Ci·kvol + 2) */
-        snprintf(name, sizeof name, "conv3d NMSE B=%d Ci=%d Co=%d %dx%dx%d k=%dx%dx%d%s", B, Ci, Co,
-                 D, H, W, kd, kh, kw, cases[ci].bias ? "" : " nobias");
+        snprintf(name, sizeof name, "conv3d%s NMSE B=%d Ci=%d Co=%d %dx%dx%d k=%dx%dx%d%s", g_conv_impl,
+                 B, Ci, Co, D, H, W, kd, kh, kw, cases[ci].bias ? "" : " nobias");
         t_check(name, t_nmse_fd(out, ref, no), dot_thr(Ci * kvol + 2));
 
         float *dx = t_fnew(nx), *dw = t_fnew(nw), *db = t_fnew(Co);
@@ -768,6 +779,15 @@ static void test_resample_axis(TRng* rng) {
         const long S = (long)s.D * s.H * s.W, n = (long)s.B * s.C * S, nd = (long)s.B * S;
         /* disp ~ 1.5 N(0,1) voxels: many positions leave the volume and clamp */
         Arr x = arr_rand(rng, n, 1.0), d = arr_rand(rng, nd, 1.5), R = arr_rand(rng, n, 1.0);
+        /* linear interpolation and the clamp are kinked at integer positions (and the voxel
+         * centres are integers): a central difference across a kink is no derivative, so the
+         * displacements keep their fractional parts in [1/16, 15/16] (exact in fp32) */
+        for (long i = 0; i < nd; i++) {
+            double fl = floor(d.d[i]), fr = d.d[i] - fl;
+            fr = fr < 0.0625 ? 0.0625 : fr > 0.9375 ? 0.9375 : fr;
+            d.d[i] = fl + fr;
+            d.f[i] = (float)d.d[i];
+        }
         s.x = x.d; s.disp = d.d;
         double *ref = t_dnew(n), *tmp = t_dnew(n);
         float *out = t_fnew(n), *dx = t_fnew(n), *dd = t_fnew(nd);
@@ -812,7 +832,22 @@ int main(void) {
     if (ctx_open(&ctx, "cpu", 0, 1)) return 2;
     TRng rng = { 4242 };
     double t0 = now_s();
+    /* every conv3d algorithm this CPU runs: the direct kernel with its best instruction set,
+     * with AVX2 where that is AVX-512, and im2col + sgemm (the fallback elsewhere) */
+    const int isa = conv3d_direct_available();
+    g_conv_impl = isa == 2 ? " [direct AVX-512]" : isa == 1 ? " [direct AVX2]" : " [im2col]";
     test_conv3d(&rng);
+    if (isa == 2) {
+        cpu_conv3d_set_direct(2);
+        g_conv_impl = " [direct AVX2]";
+        test_conv3d(&rng);
+    }
+    if (isa) {
+        cpu_conv3d_set_direct(0);
+        g_conv_impl = " [im2col]";
+        test_conv3d(&rng);
+    }
+    cpu_conv3d_set_direct(1);
     test_convT(&rng);
     test_norms(&rng);
     test_leaky_relu(&rng);

@@ -37,12 +37,14 @@
 #define BLOCK_BYTES ((size_t)1 << 20)     /* one block's column matrix */
 
 static int g_direct = 1;
-void cpu_conv3d_set_direct(int on) { g_direct = on; }
+void cpu_conv3d_set_direct(int mode) { g_direct = mode; }
 /* the direct kernel (conv3d_direct.c) for kernels with more than one tap on rows of >= 8
  * voxels (UNETR shapes, 2 threads: 4³ planes measured up to 2x slower than im2col + sgemm,
  * 8³ about even to 1.5x faster, 16³ and up 1.5-2.5x faster) */
 static int use_direct(int kd, int kh, int kw, int Wd) {
-    return g_direct && kd * kh * kw > 1 && Wd >= 8 && conv3d_direct_available();
+    if (!g_direct || kd * kh * kw == 1 || Wd < 8) return 0;
+    const int isa = conv3d_direct_available();
+    return g_direct == 2 && isa > 1 ? 1 : isa;   /* the instruction set, 0: im2col */
 }
 
 static void check_conv_args(int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
@@ -113,9 +115,10 @@ static void conv_fwd(float* out, const float* in, const float* W, const float* b
 void cpu_conv3d_forward(Ctx* c, float* out, const float* in, const float* W, const float* bias,
                         int B, int Ci, int Co, int D, int H, int Wd, int kd, int kh, int kw) {
     check_conv_args(B, Ci, Co, D, H, Wd, kd, kh, kw);
-    if (use_direct(kd, kh, kw, Wd)) {
+    const int isa = use_direct(kd, kh, kw, Wd);
+    if (isa) {
         void* ws = ctx_workspace(c, conv3d_direct_ws_bytes(Ci, Co, H, Wd, kd, kh, kw));
-        conv3d_direct(out, in, W, 0, bias, B, Ci, Co, D, H, Wd, kd, kh, kw, ws);
+        conv3d_direct(isa, out, in, W, 0, bias, B, Ci, Co, D, H, Wd, kd, kh, kw, ws);
         return;
     }
     const long K = (long)Ci * kd * kh * kw, rb = block_rows(BLOCK_BYTES, K, D, H, Wd);
@@ -130,13 +133,14 @@ void cpu_conv3d_backward(Ctx* c, float* din, float* dW, float* dbias, const floa
     check_conv_args(B, Ci, Co, D, H, Wd, kd, kh, kw);
     const long S = (long)D * H * Wd, R = (long)D * H, kvol = (long)kd * kh * kw;
     const long K = Ci * kvol, K2 = Co * kvol;      /* col rows for dW (of in), din (of dout) */
-    if (use_direct(kd, kh, kw, Wd)) {   /* conv3d_direct.c; one workspace, used by din then dW */
+    const int isa = use_direct(kd, kh, kw, Wd);
+    if (isa) {   /* conv3d_direct.c; one workspace, used by din then dW */
         const size_t bd = din ? conv3d_direct_ws_bytes(Co, Ci, H, Wd, kd, kh, kw) : 0;
         const size_t bw = dW ? conv3d_direct_dw_ws_bytes(H, Wd, kd, kh, kw) : 0;
         void* ws = ctx_workspace(c, bd > bw ? bd : bw);
         if (dbias) bias_grad(dbias, dout, B, Co, S);
-        if (din) conv3d_direct(din, dout, W, 1, NULL, B, Co, Ci, D, H, Wd, kd, kh, kw, ws);
-        if (dW) conv3d_direct_dw(dW, dout, in, B, Ci, Co, D, H, Wd, kd, kh, kw, ws);
+        if (din) conv3d_direct(isa, din, dout, W, 1, NULL, B, Co, Ci, D, H, Wd, kd, kh, kw, ws);
+        if (dW) conv3d_direct_dw(isa, dW, dout, in, B, Ci, Co, D, H, Wd, kd, kh, kw, ws);
         return;
     }
     const long rb1 = block_rows(BLOCK_BYTES, K, D, H, Wd);

@@ -30,7 +30,10 @@
  * vector accumulators (4 o x 3 dx) are loaded, swept over the chunk (7 loads feed 12 FMAs) and
  * stored; every DW_RUN voxels the lanes are summed in a fixed tree into double sums.
  * Every output element / gradient sum is computed by one thread in an order fixed by the
- * shape: the bits do not depend on the thread count.
+ * shape: the bits do not depend on the thread count (they do depend on the instruction set:
+ * AVX-512 (16-float vectors, used where the CPU has it) and AVX2 (8) group the lanes of the
+ * weight-gradient sums differently). The kernels are written once, for both vector widths, in
+ * conv3d_direct_body.h.
  */
 #include "cpu.h"
 #include "blocks.h"
@@ -38,7 +41,8 @@
 #include <string.h>
 
 #define OB 4          /* output channels per register tile */
-#define XT 16         /* flat positions per forward register tile (two 8-float vectors) */
+#define XT 32         /* positions are computed to a multiple of this: two vectors of 16 (AVX-512)
+                         or two tiles of two vectors of 8 (AVX2) */
 #define DW_CHUNK 512  /* flat positions per weight-gradient sweep (L1: 4 + 9 rows of 2 KB) */
 #define DW_RUN 4096   /* voxels per fp32 run of the weight gradient's lane sums */
 
@@ -47,7 +51,8 @@ int conv3d_direct_available(void) {
     static int avail = -1;   /* idempotent: a race only repeats the same answer */
     if (avail < 0) {
         __builtin_cpu_init();
-        avail = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        avail = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") ? 2
+              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     }
     return avail;
 #else
@@ -66,7 +71,7 @@ static Flat flat(int H, int Wd, int kh, int kw) {
     f.Lq = Wd + kw - 1;
     f.Q = (long)H * f.Lq;
     f.Qt = round_up(f.Q, XT);
-    f.Fp = round_up((long)(H + kh - 1) * f.Lq + XT + kw + 8, 8);
+    f.Fp = round_up((long)(H + kh - 1) * f.Lq + XT + kw + 18, 16);
     return f;
 }
 
@@ -84,7 +89,7 @@ static size_t dw_planes_bytes(int H, int Wd, int kd, int kh, int kw) {
 }
 static size_t dw_vecs(int kd, int kh, int kw) { return (size_t)kd * kh * ((kw + 2) / 3) * OB * 3; }
 static size_t dw_slot_bytes(int H, int Wd, int kd, int kh, int kw) {
-    return dw_planes_bytes(H, Wd, kd, kh, kw) + ALIGN64(sizeof(float) * 8 * dw_vecs(kd, kh, kw)) +
+    return dw_planes_bytes(H, Wd, kd, kh, kw) + ALIGN64(sizeof(float) * 16 * dw_vecs(kd, kh, kw)) +
            ALIGN64(sizeof(double) * OB * kd * kh * kw);
 }
 size_t conv3d_direct_dw_ws_bytes(int H, int Wd, int kd, int kh, int kw) {
@@ -107,93 +112,45 @@ static void fill_planes(float* P, const float* in, int D, int H, int Wd, int kd,
 
 #if defined(__x86_64__) && defined(__GNUC__)
 typedef float v8 __attribute__((vector_size(32)));
-typedef float v8u __attribute__((vector_size(32), aligned(4)));   /* unaligned loads / stores */
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
 
-/* one output plane: out points at out[b, 0, z, 0, 0] (channel stride S); P = [Cin][kd][Fp] */
-__attribute__((target("avx2,fma")))
-static void plane(float* out, long S, const float* P, const float* Wt, const float* bias, int Cin,
-                  int Cout, int Wd, int kd, int kh, int kw, const Flat* f) {
-    const long tile = (long)Cin * kd * kh * kw * OB;    /* Wt floats per output-channel block */
-    const int nob = (int)(round_up(Cout, OB) / OB);
-    for (int ob = 0; ob < nob; ob++) {
-        float b4[OB];
-        for (int r = 0; r < OB; r++) {
-            const int o = ob * OB + r;
-            b4[r] = bias && o < Cout ? bias[o] : 0.0f;
-        }
-        for (long q0 = 0; q0 < f->Qt; q0 += XT) {
-            v8 a00 = (v8){0} + b4[0], a10 = (v8){0} + b4[1], a20 = (v8){0} + b4[2], a30 = (v8){0} + b4[3];
-            v8 a01 = a00, a11 = a10, a21 = a20, a31 = a30;
-            const float* w = Wt + ob * tile;
-            for (int i = 0; i < Cin; i++)
-                for (int dz = 0; dz < kd; dz++)
-                    for (int dy = 0; dy < kh; dy++) {
-                        const float* row = P + (long)(i * kd + dz) * f->Fp + dy * f->Lq + q0;
-                        for (int dx = 0; dx < kw; dx++, w += OB) {
-                            const v8 v0 = *(const v8u*)(row + dx), v1 = *(const v8u*)(row + dx + 8);
-                            const v8 w0 = {w[0], w[0], w[0], w[0], w[0], w[0], w[0], w[0]};
-                            const v8 w1 = {w[1], w[1], w[1], w[1], w[1], w[1], w[1], w[1]};
-                            const v8 w2 = {w[2], w[2], w[2], w[2], w[2], w[2], w[2], w[2]};
-                            const v8 w3 = {w[3], w[3], w[3], w[3], w[3], w[3], w[3], w[3]};
-                            a00 += w0 * v0; a01 += w0 * v1;
-                            a10 += w1 * v0; a11 += w1 * v1;
-                            a20 += w2 * v0; a21 += w2 * v1;
-                            a30 += w3 * v0; a31 += w3 * v1;
-                        }
-                    }
-            float t[OB][XT];
-            *(v8u*)&t[0][0] = a00; *(v8u*)&t[0][8] = a01;
-            *(v8u*)&t[1][0] = a10; *(v8u*)&t[1][8] = a11;
-            *(v8u*)&t[2][0] = a20; *(v8u*)&t[2][8] = a21;
-            *(v8u*)&t[3][0] = a30; *(v8u*)&t[3][8] = a31;
-            long y = q0 / f->Lq, x = q0 - y * f->Lq;
-            for (int j = 0; j < XT && q0 + j < f->Q; j++) {
-                if (x < Wd)
-                    for (int r = 0; r < OB; r++)
-                        if (ob * OB + r < Cout) out[(ob * OB + r) * S + y * Wd + x] = t[r][j];
-                if (++x == f->Lq) { x = 0; y++; }
-            }
-        }
-    }
-}
+#define VW 8
+#define VEC v8
+#define VECU v8u
+#define TARGET "avx2,fma"
+#define SFX avx2
+#include "conv3d_direct_body.h"
+#undef VW
+#undef VEC
+#undef VECU
+#undef TARGET
+#undef SFX
 
-/* the weight gradient's sums over one plane, added to A: G = 4 dout planes [4][Qt] (zeros at
- * the dropped positions and past Q), P = the channel's planes [kd][Fp]; A = [kd][kh][ng][4][3]
- * vector accumulators (ng = ⌈kw/3⌉ groups of up to 3 dx taps) */
-__attribute__((target("avx2,fma")))
-static void dw_plane(v8* A, const float* G, const float* P, int kd, int kh, int kw, const Flat* f) {
-    const int ng = (kw + 2) / 3;
-    const long Qd = round_up(f->Q, 8), gs = f->Qt;
-    for (long c0 = 0; c0 < Qd; c0 += DW_CHUNK) {
-        const long c1 = c0 + DW_CHUNK < Qd ? c0 + DW_CHUNK : Qd;
-        v8* a = A;
-        for (int dz = 0; dz < kd; dz++)
-            for (int dy = 0; dy < kh; dy++)
-                for (int gi = 0; gi < ng; gi++, a += OB * 3) {
-                    /* with fewer than 3 taps left the unused p1 / p2 lanes read up to 2 floats
-                     * further: inside the plane's slack (Flat.Fp) */
-                    const float* p = P + (long)dz * f->Fp + dy * f->Lq + 3 * gi;
-                    v8 a00 = a[0], a01 = a[1], a02 = a[2], a10 = a[3], a11 = a[4], a12 = a[5];
-                    v8 a20 = a[6], a21 = a[7], a22 = a[8], a30 = a[9], a31 = a[10], a32 = a[11];
-                    for (long q = c0; q < c1; q += 8) {
-                        const v8 g0 = *(const v8u*)(G + q), g1 = *(const v8u*)(G + gs + q);
-                        const v8 g2 = *(const v8u*)(G + 2 * gs + q), g3 = *(const v8u*)(G + 3 * gs + q);
-                        const v8 p0 = *(const v8u*)(p + q), p1 = *(const v8u*)(p + q + 1);
-                        const v8 p2 = *(const v8u*)(p + q + 2);
-                        a00 += g0 * p0; a10 += g1 * p0; a20 += g2 * p0; a30 += g3 * p0;
-                        a01 += g0 * p1; a11 += g1 * p1; a21 += g2 * p1; a31 += g3 * p1;
-                        a02 += g0 * p2; a12 += g1 * p2; a22 += g2 * p2; a32 += g3 * p2;
-                    }
-                    a[0] = a00; a[1] = a01; a[2] = a02; a[3] = a10; a[4] = a11; a[5] = a12;
-                    a[6] = a20; a[7] = a21; a[8] = a22; a[9] = a30; a[10] = a31; a[11] = a32;
-                }
-    }
+#define VW 16
+#define VEC v16
+#define VECU v16u
+#define TARGET "avx512f,fma"
+#define SFX avx512
+#include "conv3d_direct_body.h"
+#undef VW
+#undef VEC
+#undef VECU
+#undef TARGET
+#undef SFX
+
+/* the n lanes of a vector summed pairwise in rounds (a fixed tree) */
+static float lane_sum(float* u, int n) {
+    for (; n > 1; n /= 2)
+        for (int k = 0; k < n / 2; k++) u[k] = u[2 * k] + u[2 * k + 1];
+    return u[0];
 }
 #endif
 
-void conv3d_direct(float* out, const float* in, const float* W, int flip, const float* bias,
-                   int B, int Cin, int Cout, int D, int H, int Wd, int kd, int kh, int kw,
-                   void* ws) {
+void conv3d_direct(int isa, float* out, const float* in, const float* W, int flip,
+                   const float* bias, int B, int Cin, int Cout, int D, int H, int Wd, int kd,
+                   int kh, int kw, void* ws) {
 #if defined(__x86_64__) && defined(__GNUC__)
     const long kvol = (long)kd * kh * kw, Cop = round_up(Cout, OB), S = (long)D * H * Wd;
     const Flat f = flat(H, Wd, kh, kw);
@@ -214,17 +171,19 @@ void conv3d_direct(float* out, const float* in, const float* W, int flip, const 
             const long b = t / D, z = t % D;
             for (int i = 0; i < Cin; i++)
                 fill_planes(P + (long)i * kd * f.Fp, in + (b * Cin + i) * S, D, H, Wd, kd, kh, kw, z, &f);
-            plane(out + b * Cout * S + z * H * Wd, S, P, Wt, bias, Cin, Cout, Wd, kd, kh, kw, &f);
+            float* o = out + b * Cout * S + z * H * Wd;
+            if (isa == 2) plane_avx512(o, S, P, Wt, bias, Cin, Cout, Wd, kd, kh, kw, &f);
+            else plane_avx2(o, S, P, Wt, bias, Cin, Cout, Wd, kd, kh, kw, &f);
         }
     }
 #else
-    (void)out; (void)in; (void)W; (void)flip; (void)bias; (void)B; (void)Cin; (void)Cout; (void)D;
+    (void)isa; (void)out; (void)in; (void)W; (void)flip; (void)bias; (void)B; (void)Cin; (void)Cout; (void)D;
     (void)H; (void)Wd; (void)kd; (void)kh; (void)kw; (void)ws;
 #endif
 }
 
-void conv3d_direct_dw(float* dW, const float* dout, const float* in, int B, int Ci, int Co, int D,
-                      int H, int Wd, int kd, int kh, int kw, void* ws) {
+void conv3d_direct_dw(int isa, float* dW, const float* dout, const float* in, int B, int Ci,
+                      int Co, int D, int H, int Wd, int kd, int kh, int kw, void* ws) {
 #if defined(__x86_64__) && defined(__GNUC__)
     const long S = (long)D * H * Wd, kvol = (long)kd * kh * kw;
     const Flat f = flat(H, Wd, kh, kw);
@@ -235,13 +194,14 @@ void conv3d_direct_dw(float* dW, const float* dout, const float* in, int B, int 
         char* my = (char*)ws + (size_t)thread_id() * slot;
         float* P = (float*)my;
         float* G = P + (size_t)kd * f.Fp;
-        v8* A = (v8*)(my + dw_planes_bytes(H, Wd, kd, kh, kw));
-        double* acc = (double*)((char*)A + ALIGN64(sizeof(float) * 8 * nv));
+        const int vw = isa == 2 ? 16 : 8;
+        float* A = (float*)(my + dw_planes_bytes(H, Wd, kd, kh, kw));
+        double* acc = (double*)((char*)A + ALIGN64(sizeof(float) * 16 * nv));
         #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < nob * Ci; t++) {
             const int ob = (int)(t / Ci), i = (int)(t % Ci);
             memset(acc, 0, sizeof(double) * OB * kvol);
-            memset(A, 0, sizeof(v8) * nv);
+            memset(A, 0, sizeof(float) * vw * nv);
             memset(G, 0, sizeof(float) * OB * f.Qt);   /* dropped positions stay zero */
             long run = 0;   /* voxels summed in A since its last reduction */
             for (long b = 0; b < B; b++)
@@ -254,25 +214,25 @@ void conv3d_direct_dw(float* dW, const float* dout, const float* in, int B, int 
                         for (int y = 0; y < H; y++)
                             memcpy(G + r * f.Qt + y * f.Lq, src + (long)y * Wd, sizeof(float) * Wd);
                     }
-                    dw_plane(A, G, P, kd, kh, kw, &f);
+                    if (isa == 2) dw_plane_avx512(A, G, P, kd, kh, kw, &f);
+                    else dw_plane_avx2(A, G, P, kd, kh, kw, &f);
                     /* every DW_RUN voxels and at the end, lanes summed in a fixed tree, then
                      * into the double sums (fp32 runs stay short; the points depend only on
                      * the shape) */
                     run += (long)H * Wd;
                     if (run < DW_RUN && !(b == B - 1 && z == D - 1)) continue;
                     run = 0;
-                    const v8* a = A;
+                    const float* a = A;
                     for (int dz = 0; dz < kd; dz++)
                         for (int dy = 0; dy < kh; dy++)
-                            for (int dx0 = 0; dx0 < kw; dx0 += 3, a += OB * 3)
+                            for (int dx0 = 0; dx0 < kw; dx0 += 3, a += OB * 3 * vw)
                                 for (int r = 0; r < OB; r++)
                                     for (int j = 0; j < 3 && dx0 + j < kw; j++) {
-                                        float u[8];
-                                        memcpy(u, &a[r * 3 + j], sizeof u);
-                                        acc[r * kvol + (dz * kh + dy) * kw + dx0 + j] +=
-                                            ((u[0] + u[1]) + (u[2] + u[3])) + ((u[4] + u[5]) + (u[6] + u[7]));
+                                        float u[16];
+                                        memcpy(u, a + (r * 3 + j) * vw, sizeof(float) * vw);
+                                        acc[r * kvol + (dz * kh + dy) * kw + dx0 + j] += lane_sum(u, vw);
                                     }
-                    memset(A, 0, sizeof(v8) * nv);
+                    memset(A, 0, sizeof(float) * vw * nv);
                 }
             for (int r = 0; r < OB; r++) {
                 const int o = ob * OB + r;
@@ -282,7 +242,7 @@ void conv3d_direct_dw(float* dW, const float* dout, const float* in, int B, int 
         }
     }
 #else
-    (void)dW; (void)dout; (void)in; (void)B; (void)Ci; (void)Co; (void)D; (void)H; (void)Wd;
+    (void)isa; (void)dW; (void)dout; (void)in; (void)B; (void)Ci; (void)Co; (void)D; (void)H; (void)Wd;
     (void)kd; (void)kh; (void)kw; (void)ws;
 #endif
 }

@@ -16,17 +16,18 @@
 VITA_OPS(VITA_CPU_DECL)
 #undef VITA_CPU_DECL
 
-/* conv3d_direct.c (used by conv3d.c): 1 when the CPU has AVX2 + FMA */
+/* conv3d_direct.c (used by conv3d.c): the instruction set of its kernels on this CPU: 2
+ * AVX-512F + FMA, 1 AVX2 + FMA, 0 none (isa arguments take 1 or 2) */
 int conv3d_direct_available(void);
 size_t conv3d_direct_ws_bytes(int Cin, int Cout, int H, int Wd, int kd, int kh, int kw);
-void conv3d_direct(float* out, const float* in, const float* W, int flip, const float* bias,
-                   int B, int Cin, int Cout, int D, int H, int Wd, int kd, int kh, int kw,
-                   void* ws);
+void conv3d_direct(int isa, float* out, const float* in, const float* W, int flip,
+                   const float* bias, int B, int Cin, int Cout, int D, int H, int Wd, int kd,
+                   int kh, int kw, void* ws);
 size_t conv3d_direct_dw_ws_bytes(int H, int Wd, int kd, int kh, int kw);
-void conv3d_direct_dw(float* dW, const float* dout, const float* in, int B, int Ci, int Co, int D,
-                      int H, int Wd, int kd, int kh, int kw, void* ws);
-/* conv3d's algorithm: 1 direct where available (default), 0 im2col + sgemm everywhere; the op
- * tests run both */
-void cpu_conv3d_set_direct(int on);
+void conv3d_direct_dw(int isa, float* dW, const float* dout, const float* in, int B, int Ci,
+                      int Co, int D, int H, int Wd, int kd, int kh, int kw, void* ws);
+/* conv3d's algorithm: 1 direct with the CPU's best instruction set (default), 2 direct with
+ * AVX2 even where AVX-512 exists, 0 im2col + sgemm everywhere; the op tests run each */
+void cpu_conv3d_set_direct(int mode);
 
 #endif
