@@ -4,7 +4,8 @@
 # table for the README:
 #   encoder  one training step (same config, batch, loss, optimizer)
 #   mmd      two-sample MMD² with 5 bandwidths, d = 768, n = m = 1024 ... 65536
-# BENCH=encoder or BENCH=mmd runs one of them (default: both). vita runs with
+#   dense    dense-task training steps (encoder + UNETR decoder), bench/dense.sh
+# BENCH=encoder, BENCH=mmd or BENCH=dense runs one of them (default: all). vita runs with
 # OMP_WAIT_POLICY=PASSIVE, as the vita binary sets for itself (engine/main.c).
 BUILD=${1:-build}
 PY=${PYTHON:-/usr/bin/python3}
@@ -89,4 +90,8 @@ for n in sizes:
     print(f"| {n} | PyTorch {t.get('torch', '')} | {t['seconds']:.3f} | 1.0x | {mib(t['peak_rss']):.0f} | "
           f"{mib(t['matrix_bytes']):.0f} (3 N² matrices) | {t['mmd2_u']:.8g} | |")
 PYEOF
+fi
+
+if [ "$BENCH" = all ] || [ "$BENCH" = dense ]; then
+  THREADS=$THREADS PYTHON="$PY" sh bench/dense.sh "$BUILD" "$OUT" || exit 1
 fi
