@@ -235,6 +235,9 @@ def check_converted(name, src, out, expect_W, expect_cfg, tmp, flags=(), cli=Fal
     diff = {k: (mcfg.get(k), expect_cfg[k]) for k in H.vit_layout.KEYS
             if k not in ("preset",) and mcfg.get(k) != expect_cfg[k]}
     T.true(f"{name}: model config", not diff, f"got vs expected {diff}")
+    rc, ver = H.run([H.VITA, "--version"])
+    T.true(f"{name}: vita_version in the metadata is this vita's ({meta.get('vita_version')})",
+           rc == 0 and meta.get("vita_version") and ver.split() == ["vita", meta.get("vita_version")], ver)
     rc, log = H.run([H.VITA, "info", out])
     T.true(f"{name}: vita info reads it", rc == 0, log[-400:])
     data, imgs = dataset_for(expect_cfg, tmp, zlib.crc32(name.encode()) % 1000)

@@ -528,6 +528,21 @@ def cfg_monai_identity(m, name):
     return False
 
 
+def vita_version():
+    """VITA_VERSION of the checkout this tool belongs to (models/vit_weights.h), as vita's own
+    checkpoints record it; "unknown" when the tool was copied elsewhere"""
+    h = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "vit_weights.h")
+    try:
+        with open(h) as f:
+            for line in f:
+                m = re.match(r'\s*#\s*define\s+VITA_VERSION\s+"([^"]*)"', line)
+                if m:
+                    return m.group(1)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src")
@@ -589,7 +604,7 @@ def main(argv=None):
     for n in m.notes:
         say(f"note: {n}")
     meta = {"model": vit_layout.config_json(cfg), "source": source,
-            "converted_from": os.path.basename(args.src)}
+            "converted_from": os.path.basename(args.src), "vita_version": vita_version()}
     try:
         cio.write_safetensors(args.out, out, meta)
     except cio.CheckpointError as e:
