@@ -24,8 +24,9 @@
  *
  * Weight gradient: dW[o,i,k] += Σ_{b,z,q} dout_flat[b,o,z,q] in_pad_flat[b,i,.., q + off_k],
  * dout_flat zero at the dropped positions, so they add nothing. Work unit: (4 output channels,
- * 1 input channel), which owns its 4·kvol sums (no partials reduced across threads). Per plane,
- * the channel's kd padded planes and the 4 dout planes are copied to the thread's slot; in
+ * up to DW_NI input channels), which owns its sums (no partials reduced across threads). Per
+ * plane, the 4 dout planes are copied once to the thread's slot and each input channel's kd
+ * padded planes in turn (copying per single channel cost as much as the AVX-512 FMAs); in
  * chunks of DW_CHUNK positions (L1-sized), for each (dz, dy) and group of up to 3 dx taps, 12
  * vector accumulators (4 o x 3 dx) are loaded, swept over the chunk (7 loads feed 12 FMAs) and
  * stored; every DW_RUN voxels the lanes are summed in a fixed tree into double sums.
@@ -45,6 +46,7 @@
                          or two tiles of two vectors of 8 (AVX2) */
 #define DW_CHUNK 512  /* flat positions per weight-gradient sweep (L1: 4 + 9 rows of 2 KB) */
 #define DW_RUN 4096   /* voxels per fp32 run of the weight gradient's lane sums */
+#define DW_NI 8       /* input channels per weight-gradient task (its dout planes copied once) */
 
 int conv3d_direct_available(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -89,8 +91,8 @@ static size_t dw_planes_bytes(int H, int Wd, int kd, int kh, int kw) {
 }
 static size_t dw_vecs(int kd, int kh, int kw) { return (size_t)kd * kh * ((kw + 2) / 3) * OB * 3; }
 static size_t dw_slot_bytes(int H, int Wd, int kd, int kh, int kw) {
-    return dw_planes_bytes(H, Wd, kd, kh, kw) + ALIGN64(sizeof(float) * 16 * dw_vecs(kd, kh, kw)) +
-           ALIGN64(sizeof(double) * OB * kd * kh * kw);
+    return dw_planes_bytes(H, Wd, kd, kh, kw) + ALIGN64(sizeof(float) * 16 * DW_NI * dw_vecs(kd, kh, kw)) +
+           ALIGN64(sizeof(double) * DW_NI * OB * kd * kh * kw);
 }
 size_t conv3d_direct_dw_ws_bytes(int H, int Wd, int kd, int kh, int kw) {
     return (size_t)max_threads() * dw_slot_bytes(H, Wd, kd, kh, kw);
@@ -196,17 +198,18 @@ void conv3d_direct_dw(int isa, float* dW, const float* dout, const float* in, in
         float* G = P + (size_t)kd * f.Fp;
         const int vw = isa == 2 ? 16 : 8;
         float* A = (float*)(my + dw_planes_bytes(H, Wd, kd, kh, kw));
-        double* acc = (double*)((char*)A + ALIGN64(sizeof(float) * 16 * nv));
+        double* acc = (double*)((char*)A + ALIGN64(sizeof(float) * 16 * DW_NI * nv));
+        const long nib = (Ci + DW_NI - 1) / DW_NI;
         #pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < nob * Ci; t++) {
-            const int ob = (int)(t / Ci), i = (int)(t % Ci);
-            memset(acc, 0, sizeof(double) * OB * kvol);
-            memset(A, 0, sizeof(float) * vw * nv);
+        for (long t = 0; t < nob * nib; t++) {
+            const int ob = (int)(t / nib), i0 = (int)(t % nib) * DW_NI;
+            const int ni = Ci - i0 < DW_NI ? Ci - i0 : DW_NI;
+            memset(acc, 0, sizeof(double) * DW_NI * OB * kvol);
+            memset(A, 0, sizeof(float) * vw * DW_NI * nv);
             memset(G, 0, sizeof(float) * OB * f.Qt);   /* dropped positions stay zero */
             long run = 0;   /* voxels summed in A since its last reduction */
             for (long b = 0; b < B; b++)
                 for (long z = 0; z < D; z++) {
-                    fill_planes(P, in + (b * Ci + i) * S, D, H, Wd, kd, kh, kw, z, &f);
                     for (int r = 0; r < OB; r++) {
                         const int o = ob * OB + r;
                         if (o >= Co) continue;
@@ -214,31 +217,40 @@ void conv3d_direct_dw(int isa, float* dW, const float* dout, const float* in, in
                         for (int y = 0; y < H; y++)
                             memcpy(G + r * f.Qt + y * f.Lq, src + (long)y * Wd, sizeof(float) * Wd);
                     }
-                    if (isa == 2) dw_plane_avx512(A, G, P, kd, kh, kw, &f);
-                    else dw_plane_avx2(A, G, P, kd, kh, kw, &f);
+                    for (int ii = 0; ii < ni; ii++) {
+                        fill_planes(P, in + (b * Ci + i0 + ii) * S, D, H, Wd, kd, kh, kw, z, &f);
+                        float* Ai = A + (size_t)ii * vw * nv;
+                        if (isa == 2) dw_plane_avx512(Ai, G, P, kd, kh, kw, &f);
+                        else dw_plane_avx2(Ai, G, P, kd, kh, kw, &f);
+                    }
                     /* every DW_RUN voxels and at the end, lanes summed in a fixed tree, then
                      * into the double sums (fp32 runs stay short; the points depend only on
                      * the shape) */
                     run += (long)H * Wd;
                     if (run < DW_RUN && !(b == B - 1 && z == D - 1)) continue;
                     run = 0;
-                    const float* a = A;
-                    for (int dz = 0; dz < kd; dz++)
-                        for (int dy = 0; dy < kh; dy++)
-                            for (int dx0 = 0; dx0 < kw; dx0 += 3, a += OB * 3 * vw)
-                                for (int r = 0; r < OB; r++)
-                                    for (int j = 0; j < 3 && dx0 + j < kw; j++) {
-                                        float u[16];
-                                        memcpy(u, a + (r * 3 + j) * vw, sizeof(float) * vw);
-                                        acc[r * kvol + (dz * kh + dy) * kw + dx0 + j] += lane_sum(u, vw);
-                                    }
-                    memset(A, 0, sizeof(float) * vw * nv);
+                    for (int ii = 0; ii < ni; ii++) {
+                        const float* a = A + (size_t)ii * vw * nv;
+                        double* ac = acc + (size_t)ii * OB * kvol;
+                        for (int dz = 0; dz < kd; dz++)
+                            for (int dy = 0; dy < kh; dy++)
+                                for (int dx0 = 0; dx0 < kw; dx0 += 3, a += OB * 3 * vw)
+                                    for (int r = 0; r < OB; r++)
+                                        for (int j = 0; j < 3 && dx0 + j < kw; j++) {
+                                            float u[16];
+                                            memcpy(u, a + (r * 3 + j) * vw, sizeof(float) * vw);
+                                            ac[r * kvol + (dz * kh + dy) * kw + dx0 + j] += lane_sum(u, vw);
+                                        }
+                    }
+                    memset(A, 0, sizeof(float) * vw * DW_NI * nv);
                 }
-            for (int r = 0; r < OB; r++) {
-                const int o = ob * OB + r;
-                if (o >= Co) continue;
-                for (long k = 0; k < kvol; k++) dW[((long)o * Ci + i) * kvol + k] += (float)acc[r * kvol + k];
-            }
+            for (int ii = 0; ii < ni; ii++)
+                for (int r = 0; r < OB; r++) {
+                    const int o = ob * OB + r;
+                    if (o >= Co) continue;
+                    for (long k = 0; k < kvol; k++)
+                        dW[((long)o * Ci + i0 + ii) * kvol + k] += (float)acc[((size_t)ii * OB + r) * kvol + k];
+                }
         }
     }
 #else
