@@ -10,12 +10,16 @@
  * first write; every file is written atomically, sweep.yaml last (its presence = a complete
  * sweep). Re-issuing the same sweep into the same DIR is a no-op; a different one is refused
  * unless --force, which rewrites the files and deletes the run directories whose config
- * changed or that the new grid no longer has (unchanged runs keep their results). Relative
+ * changed or that the new grid no longer has (unchanged runs keep their results). A started
+ * run whose model.weights file no longer has the sha256 its log.h5 recorded (the encoder was
+ * pretrained again) counts as changed too: its results belong to other weights. Relative
  * paths inside the base config (data.path, model.weights) keep `vita train`'s meaning:
  * relative to the current directory. */
 #define _GNU_SOURCE   /* nftw, FTW_DEPTH */
 #include "commands.h"
 #include "check.h"
+#include "h5read.h"
+#include "sha256.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "rundir.h"
@@ -43,8 +47,9 @@ static const char* SWEEP_USAGE =
     "\n"
     "options:\n"
     "  --out DIR   the sweep directory (created)\n"
-    "  --force     replace a different sweep in DIR: run directories whose config changed or\n"
-    "              that the new grid lacks are DELETED; unchanged runs are kept\n"
+    "  --force     replace a different sweep in DIR: run directories whose config changed, whose\n"
+    "              weights file changed since they started (sha256 in their log.h5), or that\n"
+    "              the new grid lacks are DELETED; unchanged runs are kept\n"
     "  --quiet     print errors only\n"
     "  --help\n"
     "Re-issuing the same sweep into the same DIR changes nothing. exit codes: 0 ok, 1 user error\n";
@@ -165,6 +170,47 @@ static int remove_stale(const char* runs_dir, long n_runs, int width, int* remov
 
 static int is_empty_dir(const char* p) { return run_is_dir(p) && !run_dir_nonempty(p); }
 
+/* started runs whose weights file's sha256 differs from the weights_sha256 their log.h5
+ * recorded: stale[r] = 1, *first = the first of them (when *first < 0); returns how many.
+ * A log that cannot be read (a run writing it, a killed run) or that recorded no sha is not
+ * judged; each distinct weights file is hashed once. */
+static long weights_changed(const char* runs_dir, int width, long n_runs, char* const* wts,
+                            char* stale, long* first) {
+    enum { CACHE = 16 };
+    const char* cp[CACHE];
+    char ch[CACHE][65];
+    int nc = 0;
+    long n = 0;
+    for (long r = 0; r < n_runs; r++) {
+        if (!wts[r]) continue;
+        char rd[SWEEP_PATH + 64], lp[SWEEP_PATH + 80], rec[80], e[512];
+        snprintf(rd, sizeof rd, "%s/%0*ld", runs_dir, width, r);
+        if (!rundir_started(rd)) continue;
+        snprintf(lp, sizeof lp, "%s/log.h5", rd);
+        if (access(lp, R_OK) || h5_read_str_attr(lp, "/", "weights_sha256", rec, sizeof rec, e, sizeof e) ||
+            strlen(rec) != 64)
+            continue;
+        const char* now = NULL;
+        for (int k = 0; k < nc && !now; k++)
+            if (!strcmp(cp[k], wts[r])) now = ch[k];
+        char hex[65];
+        if (!now) {
+            if (sha256_file(wts[r], hex, e, sizeof e)) continue;   /* a missing file: config_load said so */
+            if (nc < CACHE) {
+                cp[nc] = wts[r];
+                memcpy(ch[nc++], hex, sizeof hex);
+            }
+            now = hex;
+        }
+        if (strcmp(now, rec)) {
+            stale[r] = 1;
+            if (*first < 0) *first = r;
+            n++;
+        }
+    }
+    return n;
+}
+
 int cmd_sweep(int argc, char** argv) {
     const char *path = NULL, *out = NULL;
     int force = 0, quiet = 0;
@@ -207,6 +253,8 @@ int cmd_sweep(int argc, char** argv) {
     long n_runs = sweep_n_runs(&s);
     int width = sweep_id_width(n_runs);
     char** yaml = NULL;
+    char** wts = NULL;   /* each run's model.weights (absolute), NULL: scratch */
+    char* stale = NULL;  /* started runs whose weights file changed since */
     Txt index = {0};
     char* sweep_yaml = NULL;
     Config* cfg = xcalloc(1, sizeof *cfg);
@@ -230,6 +278,7 @@ int cmd_sweep(int argc, char** argv) {
 
     /* every run config, checked, in memory */
     yaml = xcalloc((size_t)n_runs, sizeof(char*));
+    wts = xcalloc((size_t)n_runs, sizeof(char*));
     tput(&index, "id\trun_dir\tweights\ttask\tlr\tseed\tfold");
     for (int a = SWEEP_N_BUILTIN; a < s.n_axes; a++) {
         tput(&index, "\t");
@@ -269,6 +318,7 @@ int cmd_sweep(int argc, char** argv) {
         tput(&index, line);
         tput(&index, "\n");
         yaml[r] = config_to_yaml(cfg);
+        wts[r] = cfg->model_weights[0] ? run_sdup(cfg->model_weights) : NULL;
     }
     free(idx);
     sweep_yaml = sweep_to_yaml(&s, n_runs);
@@ -290,15 +340,22 @@ int cmd_sweep(int argc, char** argv) {
                 first_diff = r;
             }
         }
+        stale = xcalloc((size_t)n_runs, 1);
+        long n_stale = weights_changed(runs_dir, width, n_runs, wts, stale, &first_diff);
+        if (!differs && n_stale > 0) differs = "a weights file changed since its runs started (pretrained again?)";
         if (!differs) {
             if (!quiet) printf("sweep %s: %s already holds this sweep (%ld runs); nothing written\n", s.name, dir, n_runs);
             rc = 0;
             goto done;
         }
         if (!force) {
-            char fd[64] = "";
-            if (first_diff >= 0) snprintf(fd, sizeof fd, ": runs/%0*ld/config.yaml", width, first_diff);
-            run_err("sweep: %s exists and %s%s; use --force to replace it (deletes runs whose config changed) "
+            char fd[SWEEP_PATH + 128] = "";
+            if (first_diff >= 0 && stale && stale[first_diff])
+                snprintf(fd, sizeof fd, ": runs/%0*ld started from another %s (its log.h5 recorded another sha256)",
+                         width, first_diff, wts[first_diff]);
+            else if (first_diff >= 0)
+                snprintf(fd, sizeof fd, ": runs/%0*ld/config.yaml", width, first_diff);
+            run_err("sweep: %s exists and %s%s; use --force to replace it (deletes runs whose config or weights changed) "
                     "or choose another --out", dir, differs, fd);
             goto done;
         }
@@ -318,7 +375,7 @@ int cmd_sweep(int argc, char** argv) {
         char rd[SWEEP_PATH + 64];
         snprintf(rd, sizeof rd, "%s/%0*ld", runs_dir, width, r);
         snprintf(p, sizeof p, "%s/config.yaml", rd);
-        if (same_text(p, yaml[r])) {
+        if (same_text(p, yaml[r]) && !(stale && stale[r])) {
             kept += rundir_started(rd);
             continue;
         }
@@ -355,6 +412,10 @@ done:
     if (yaml)
         for (long r = 0; r < n_runs; r++) free(yaml[r]);
     free(yaml);
+    if (wts)
+        for (long r = 0; r < n_runs; r++) free(wts[r]);
+    free(wts);
+    free(stale);
     free(index.p);
     free(sweep_yaml);
     free(cfg);

@@ -19,6 +19,8 @@
 #      run -> exit 75 and exactly `scontrol requeue JOB_TASK`; rerun finishes the run with
 #      the same losses; a third call exits 0 at once (done marker). Also plain `vita train` on
 #      a sweep run (only config.yaml in RUN_DIR) starts it, and --resume on a finished run exits 0.
+# (4) a finished run whose weights file was pretrained again is stale: vita sweep refuses, and
+#      --force deletes it (and only it).
 # Bit-for-bit equality is the claim under test (DESIGN.md §3: deterministic CPU runs are
 # bit-identical across runs and across resume), so no tolerance applies.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
@@ -309,4 +311,39 @@ ok "sbatch script: the resumed run's /steps/loss equals sweep A's run 0003 bit f
 PATH="$T/fakebin:$PATH" SLURM_ARRAY_JOB_ID=4242 SLURM_ARRAY_TASK_ID=3 bash "$SB" C > sb3.txt 2>&1; rc=$?
 [ $rc -eq 0 ] && grep -q "already finished" sb3.txt
 ok "sbatch script: a finished run exits 0 at once" $?
+
+# ---- (4) an encoder pretrained again makes its finished runs stale ------------------------------
+# (epochs 0: vita pretrain writes its initial encoder; another seed = other weights)
+pre() {   # pre SEED
+    "$V" pretrain "$ROOT/configs/examples/pretrain-mae.yaml" --quiet --threads 1 \
+        --set model.img_size=[16,32,32] --set model.patch=[4,8,8] --set data.path=D.h5 \
+        --set run.out="$T/pw" --set run.name=mae --set run.overwrite=true --set train.epochs=0 \
+        --set run.seed="$1" > pre.txt 2>&1 && cp pw/mae/encoder.safetensors W.safetensors
+}
+cat > wsweep.yaml <<EOF
+base: base.yaml
+set: {train.epochs: 1, train.steps_per_epoch: 4}
+axes:
+  weights: {mae: W.safetensors, scratch: null}
+scratch: scratch
+primary: {layer: norm, feature: pooled, estimator: mmd2_paired}
+EOF
+pre 1 && "$V" sweep wsweep.yaml --out WS --quiet && bash "$RUNNER" WS -j 1 --threads 1 > ws1.txt 2>&1 &&
+    [ -e WS/runs/0000/done ] && [ -e WS/runs/0001/done ]
+ok "weights sweep: encoder (seed 1) pretrained, 2 runs (mae, scratch) finished" $?
+"$V" sweep wsweep.yaml --out WS 2>&1 | grep -q "nothing written"
+ok "same weights: re-issuing the sweep is a no-op" $?
+pre 2 && "$V" sweep wsweep.yaml --out WS > ws2.txt 2>&1; rc=$?
+cat ws2.txt
+[ $rc -eq 1 ] && grep -q "weights file changed" ws2.txt && grep -q "runs/0000 started from another" ws2.txt &&
+    [ -e WS/runs/0000/done ]
+ok "encoder pretrained again (seed 2): vita sweep refuses, naming run 0000 and its weights (kept)" $?
+"$V" sweep wsweep.yaml --out WS --force > ws3.txt 2>&1; rc=$?
+cat ws3.txt
+[ $rc -eq 0 ] && [ ! -e WS/runs/0000/done ] && [ -e WS/runs/0001/done ] &&
+    grep -q "1 old run directories deleted, 1 started runs kept" ws3.txt
+ok "--force deletes the stale mae run, keeps the scratch run" $?
+bash "$RUNNER" WS -j 1 --threads 1 > ws4.txt 2>&1 && [ -e WS/runs/0000/done ] &&
+    "$V" sweep wsweep.yaml --out WS 2>&1 | grep -q "nothing written"
+ok "the rerun trains it on the new encoder; the sweep is current again (no-op)" $?
 finish
