@@ -614,6 +614,7 @@ static int build_model(Pt* t, int resume) {
     pretext_init_weights(&t->pt, cfg->seed);
     if (cfg->model_weights[0]) {
         if (sha256_file(cfg->model_weights, t->weights_sha, err, sizeof err)) return run_err("%s", err);
+        if (resume) run_keep_started_sha(t->log_path, cfg->model_weights, t->weights_sha);
         if (!resume) {   /* on resume the checkpoint replaces every weight */
             VitLoadReport rep;
             if (vit_load_weights(&t->m, cfg->model_weights, !t->opt.quiet, &rep)) return VITA_EXIT_USER;

@@ -2,6 +2,7 @@
 #include "runutil.h"
 #include "check.h"
 #include "checkpoint.h"
+#include "h5read.h"
 #include "loader.h"
 #include "sha256.h"
 #include "../kernels/ops.h"
@@ -365,6 +366,17 @@ int run_open_log(RunLog* lg, const char* path, const RunLogSpec* spec, int resum
                     : runlog_create(lg, path, spec, err, errlen);
     dataset_h5_unlock();
     return rc;
+}
+
+void run_keep_started_sha(const char* log_path, const char* weights, char sha[65]) {
+    char rec[80], e[256];
+    if (h5_read_str_attr(log_path, "/", "weights_sha256", rec, sizeof rec, e, sizeof e) || strlen(rec) != 64 ||
+        !strcmp(rec, sha))
+        return;
+    fprintf(stderr, "vita: warning: %s changed since this run started (sha256 %.12s... then, %.12s... now); "
+            "the run continues from its own checkpoint and its log keeps naming the weights it started from\n",
+            weights, rec, sha);
+    memcpy(sha, rec, 65);
 }
 
 int run_flush_log(RunLog* lg, const char* log_path) {

@@ -64,6 +64,11 @@ int run_open_log(RunLog* lg, const char* path, const RunLogSpec* spec, int resum
 /* runlog_flush under the HDF5 lock; 0, or VITA_EXIT_USER with "vita: LOG_PATH: cannot write the
  * log" printed */
 int run_flush_log(RunLog* lg, const char* log_path);
+/* on resume: the sha256 of model.weights that the run's log recorded at its start replaces the
+ * file's current one in sha (the run continues from its own checkpoint, so the log must keep
+ * naming the weights it started from); a warning on stderr when they differ. A log that cannot
+ * be read leaves sha as it is. */
+void run_keep_started_sha(const char* log_path, const char* weights, char sha[65]);
 /* RUN_DIR/config.yaml = yaml (atomic); on resume warns when it differs from the old one */
 int run_write_config(const char* run_dir, const char* yaml, int resume);
 /* after the preemption checkpoint: the message naming signal, step and directory; returns 75 */

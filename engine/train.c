@@ -1104,6 +1104,7 @@ static int train_run_inner(Trainer* t) {
         fprintf(stderr, "vita: %s missing: starting %s from the beginning\n", t->init_path, t->run_dir);
         resume = 0;
     }
+    if (resume && cfg->model_weights[0]) run_keep_started_sha(t->log_path, cfg->model_weights, t->weights_sha);
     if (resume) {
         /* the checkpoint (or init.safetensors) replaces every weight below */
         vit_init_weights(&t->m, cfg->seed);

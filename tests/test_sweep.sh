@@ -338,6 +338,13 @@ cat ws2.txt
 [ $rc -eq 1 ] && grep -q "weights file changed" ws2.txt && grep -q "runs/0000 started from another" ws2.txt &&
     [ -e WS/runs/0000/done ]
 ok "encoder pretrained again (seed 2): vita sweep refuses, naming run 0000 and its weights (kept)" $?
+rsha() { "$PY" -c 'import h5py, sys; v = h5py.File(sys.argv[1], "r").attrs["weights_sha256"]; print(v.decode() if isinstance(v, bytes) else v)' "$1"; }
+sha1=$(rsha WS/runs/0000/log.h5)
+rm WS/runs/0000/done && "$V" train WS/runs/0000/config.yaml --resume --threads 1 --quiet > wr.txt 2>&1; rc=$?
+cat wr.txt
+sha2=$(rsha WS/runs/0000/log.h5)
+[ $rc -eq 0 ] && grep -q "changed since this run started" wr.txt && [ -n "$sha1" ] && [ "$sha1" = "$sha2" ]
+ok "a run resumed after its weights changed warns, and its log keeps the sha256 it started from" $?
 "$V" sweep wsweep.yaml --out WS --force > ws3.txt 2>&1; rc=$?
 cat ws3.txt
 [ $rc -eq 0 ] && [ ! -e WS/runs/0000/done ] && [ -e WS/runs/0001/done ] &&
