@@ -18,7 +18,6 @@
 #define _GNU_SOURCE   /* nftw, FTW_DEPTH */
 #include "commands.h"
 #include "check.h"
-#include "h5read.h"
 #include "sha256.h"
 #include "checkpoint.h"
 #include "config.h"
@@ -183,13 +182,11 @@ static long weights_changed(const char* runs_dir, int width, long n_runs, char* 
     long n = 0;
     for (long r = 0; r < n_runs; r++) {
         if (!wts[r]) continue;
-        char rd[SWEEP_PATH + 64], lp[SWEEP_PATH + 80], rec[80], e[512];
+        char rd[SWEEP_PATH + 64], lp[SWEEP_PATH + 80], rec[65], e[512];
         snprintf(rd, sizeof rd, "%s/%0*ld", runs_dir, width, r);
         if (!rundir_started(rd)) continue;
         snprintf(lp, sizeof lp, "%s/log.h5", rd);
-        if (access(lp, R_OK) || h5_read_str_attr(lp, "/", "weights_sha256", rec, sizeof rec, e, sizeof e) ||
-            strlen(rec) != 64)
-            continue;
+        if (run_logged_weights_sha(lp, rec)) continue;
         const char* now = NULL;
         for (int k = 0; k < nc && !now; k++)
             if (!strcmp(cp[k], wts[r])) now = ch[k];

@@ -368,11 +368,18 @@ int run_open_log(RunLog* lg, const char* path, const RunLogSpec* spec, int resum
     return rc;
 }
 
-void run_keep_started_sha(const char* log_path, const char* weights, char sha[65]) {
+int run_logged_weights_sha(const char* log_path, char sha[65]) {
     char rec[80], e[256];
-    if (h5_read_str_attr(log_path, "/", "weights_sha256", rec, sizeof rec, e, sizeof e) || strlen(rec) != 64 ||
-        !strcmp(rec, sha))
-        return;
+    if (access(log_path, R_OK) || h5_read_str_attr(log_path, "/", "weights_sha256", rec, sizeof rec, e, sizeof e) ||
+        strlen(rec) != 64)
+        return 1;
+    memcpy(sha, rec, 65);
+    return 0;
+}
+
+void run_keep_started_sha(const char* log_path, const char* weights, char sha[65]) {
+    char rec[65];
+    if (run_logged_weights_sha(log_path, rec) || !strcmp(rec, sha)) return;
     fprintf(stderr, "vita: warning: %s changed since this run started (sha256 %.12s... then, %.12s... now); "
             "the run continues from its own checkpoint and its log keeps naming the weights it started from\n",
             weights, rec, sha);

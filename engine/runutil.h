@@ -69,6 +69,9 @@ int run_flush_log(RunLog* lg, const char* log_path);
  * naming the weights it started from); a warning on stderr when they differ. A log that cannot
  * be read leaves sha as it is. */
 void run_keep_started_sha(const char* log_path, const char* weights, char sha[65]);
+/* the weights_sha256 a run log recorded at the run's start into sha; 0, or 1 when the log
+ * cannot be read (a run writing it, a killed run) or recorded none (scratch) */
+int run_logged_weights_sha(const char* log_path, char sha[65]);
 /* RUN_DIR/config.yaml = yaml (atomic); on resume warns when it differs from the old one */
 int run_write_config(const char* run_dir, const char* yaml, int resume);
 /* after the preemption checkpoint: the message naming signal, step and directory; returns 75 */

@@ -4,6 +4,10 @@
  *   out[b,o,z,y,x] = bias[o] + Σ_{i,dz,dy,dx} W[o,i,dz,dy,dx] in[b,i, z+dz-pd, y+dy-ph, x+dx-pw]
  * with pd = kd/2 (odd kernels) and zero outside the volume.
  *
+ * Kernels with more than one tap on rows of >= 8 voxels run conv3d_direct.c where the CPU has
+ * AVX2 or AVX-512 (use_direct); everything else, and every CPU without them, runs the
+ * reference below.
+ *
  * im2col + sgemm on blocks: a "row" is one (z, y) pair of W voxels, a block is rb rows of one
  * image, rb fixed by the shape so that the block's column matrix col [K = Ci*kd*kh*kw, rb*W]
  * is <= BLOCK_BYTES (L2-sized: im2col writes it and the sgemm reads it while warm). Row k =
