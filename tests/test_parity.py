@@ -21,6 +21,7 @@ re-implementations written below (timm: tests/oracle/vit_oracle.py; MONAI: monai
 import collections
 import os
 import subprocess
+import shutil
 import sys
 import tempfile
 
@@ -299,17 +300,20 @@ def main(tier="fast"):
     print(f"peers: timm {'%s (the library)' % timm.__version__ if timm else 'MISSING: re-implementation'}, "
           f"monai {'(the library)' if vit_cls else 'MISSING: re-implementation'}" + (f"; {note}" if note else ""))
     tmp = tempfile.mkdtemp(prefix="vita_parity_")
-    if tier == "fast":
-        timm_case(timm, tmp, "timm ViT-S/16 (224^2)", "vit-s16", 1)
-        monai_case(vit_cls, tmp, 3, "small")
-        if timm:
-            export_case(timm, tmp, 4)
+    try:   # its weights and feature files are hundreds of MB (ViT-B)
+        if tier == "fast":
+            timm_case(timm, tmp, "timm ViT-S/16 (224^2)", "vit-s16", 1)
+            monai_case(vit_cls, tmp, 3, "small")
+            if timm:
+                export_case(timm, tmp, 4)
+            else:
+                print("export: skipped the timm load (timm missing); tests/test_convert.py checks the round trip")
         else:
-            print("export: skipped the timm load (timm missing); tests/test_convert.py checks the round trip")
-    else:
-        timm_case(timm, tmp, "timm ViT-B/16 (224^2)", "vit-b16", 2)
-        monai_case(vit_cls, tmp, 3, "unetr")
-    T.finish()
+            timm_case(timm, tmp, "timm ViT-B/16 (224^2)", "vit-b16", 2)
+            monai_case(vit_cls, tmp, 3, "unetr")
+        T.finish()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
